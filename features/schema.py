@@ -1,0 +1,149 @@
+"""Checking Parquet data against the feature spec: file schemas before the first batch, rows per batch.
+
+Schema errors name the file, the column, what was found and what was expected, and point at the spec
+entry. Row checks are vectorised (no per-row Python) and return, per reason, how many rows were rejected,
+so that every job can report rows read = rows used + rows rejected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyramid_mixer.features.spec import FeatureSpec
+
+
+class SchemaError(ValueError):
+    """A data file whose columns do not match the feature spec."""
+
+
+Check = Callable[[pa.DataType], bool]
+
+
+def _is_int_list(t: pa.DataType) -> bool:
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _is_label(t: pa.DataType) -> bool:
+    return _is_number(t) or pa.types.is_boolean(t)
+
+
+def expected_columns(spec: FeatureSpec) -> List[Tuple[str, Check, str, str]]:
+    """(column, type check, expected type in words, spec entry) for every column the spec reads."""
+    cols: List[Tuple[str, Check, str, str]] = [
+        (spec.request_id, pa.types.is_integer, "int64", "request_id"),
+        (spec.user_id, pa.types.is_integer, "int64", "user_id"),
+        (spec.request_time, pa.types.is_integer, "int64 (unix seconds)", "request_time"),
+        (spec.group_key, pa.types.is_integer, "int64", "group_key"),
+    ]
+    for f in spec.sparse:
+        if f.multi_valued:
+            cols.append((f.column, _is_int_list, "list<int64>", f"sparse.{f.name}"))
+        else:
+            cols.append((f.column, pa.types.is_integer, "int64", f"sparse.{f.name}"))
+    for d in spec.dense:
+        cols.append((d.column, _is_number, "float32", f"dense.{d.column}"))
+    for label in spec.labels:
+        cols.append((label.column, _is_label, "int8 or float32 (0/1)", f"labels.{label.name}"))
+    for s in spec.sequence.fields:
+        cols.append((s.column, _is_int_list, "list<int64>", f"sequence.fields.{s.name}"))
+    cols.append((spec.sequence.time_column, _is_int_list, "list<int64>", "sequence.time_column"))
+    seen = set()
+    return [c for c in cols if not (c[0] in seen or seen.add(c[0]))]
+
+
+def oracle_columns(spec: FeatureSpec, schema: pa.Schema) -> Dict[str, str]:
+    """Label name -> true-probability column, for the labels whose oracle column the data has."""
+    return {
+        label.name: label.oracle_column
+        for label in spec.labels
+        if label.oracle_column and label.oracle_column in schema.names
+    }
+
+
+def validate_schema(schema: pa.Schema, spec: FeatureSpec, path: str) -> None:
+    """Raises ``SchemaError`` naming the file and column for the first missing or mistyped column."""
+    for column, check, expected, entry in expected_columns(spec):
+        if column not in schema.names:
+            raise SchemaError(
+                f"{path}: column {column!r} is missing, expected {expected} "
+                f"(see feature spec '{entry}' in {spec.source}); the file has {schema.names}"
+            )
+        found = schema.field(column).type
+        if not check(found):
+            raise SchemaError(
+                f"{path}: column {column!r} is {found}, expected {expected} "
+                f"(see feature spec '{entry}' in {spec.source})"
+            )
+
+
+@dataclass
+class RowCheck:
+    ok: np.ndarray  # B bool: rows to use
+    rejected: Counter  # reason -> rows
+
+
+def _list_rows(arr: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
+    """(values, row index of each value) of a list column, respecting slices."""
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    return values, np.repeat(np.arange(len(arr)), lengths)
+
+
+def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
+    """Vectorised row checks; a row failing several checks is counted once, under its first reason."""
+    n = table.num_rows
+    ok = np.ones(n, dtype=bool)
+    rejected: Counter = Counter()
+
+    def reject(reason: str, bad: np.ndarray) -> None:
+        new = bad & ok
+        count = int(new.sum())
+        if count:
+            rejected[reason] += count
+            ok[new] = False
+
+    for column, _, _, _ in expected_columns(spec):
+        arr = table.column(column)
+        if arr.null_count:
+            reject(f"null {column}", pc.is_null(arr).to_numpy(zero_copy_only=False))
+    for label in spec.labels:
+        v = table.column(label.column).to_numpy(zero_copy_only=False).astype(np.float64)
+        reject("non-finite label", ~np.isfinite(v))
+    for d in spec.dense:
+        v = table.column(d.column).to_numpy(zero_copy_only=False).astype(np.float64)
+        reject("non-finite dense", ~np.isfinite(v))
+    for f in spec.sparse:
+        if f.hashing != "modulo":
+            continue
+        arr = table.column(f.column).combine_chunks()
+        if f.multi_valued:
+            values, rows = _list_rows(arr)
+            bad = np.bincount(rows[values < 0], minlength=n) > 0
+        else:
+            bad = pc.fill_null(pc.less(arr, 0), False).to_numpy(zero_copy_only=False)
+        reject(f"negative id {f.column}", bad)
+
+    seq_cols = [s.column for s in spec.sequence.fields] + [spec.sequence.time_column]
+    lengths = [
+        pc.fill_null(pc.list_value_length(table.column(c)), 0).to_numpy(zero_copy_only=False) for c in seq_cols
+    ]
+    reject("unequal history lengths", np.any(np.stack(lengths) != lengths[0], axis=0))
+    for s in spec.sequence.fields:
+        if s.hashing == "modulo":
+            values, rows = _list_rows(table.column(s.column).combine_chunks())
+            reject(f"negative id {s.column}", np.bincount(rows[values < 0], minlength=n) > 0)
+    times, rows = _list_rows(table.column(spec.sequence.time_column).combine_chunks())
+    request_time = table.column(spec.request_time).to_numpy(zero_copy_only=False)
+    late = times > request_time[rows]
+    reject("history time after request", np.bincount(rows[late], minlength=n) > 0)
+    return RowCheck(ok=ok, rejected=rejected)

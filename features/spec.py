@@ -1,0 +1,214 @@
+"""The feature spec: which Parquet column plays which role, and which embedding table each id feature uses.
+
+A team whose logs use other column names writes a spec YAML, not code. The default spec
+(``specs/douyin.yaml``) describes the Douyin-style schema of ``../shared/design/system.md``.
+
+Roles:
+- keys and time: ``request_id``, ``user_id``, ``request_time`` (unix seconds), and the UAUC ``group_key``;
+- ``sparse``: single- or multi-valued id features of the request (user, candidate item, context), each
+  with its table and hashing;
+- ``dense``: float features, each with a transform;
+- ``labels``: one binary task each, with its loss weight and, where the data has it, the column holding the
+  true probability (synthetic logs), so reports print the oracle AUC;
+- ``sequence``: the behaviour history, lists of equal length per row, most recent first: the id fields
+  (each with its table), and the time field from which the bucketised time gap to the request is derived;
+- ``target``: the sparse features of the candidate that query the history; each must use the same table as
+  the sequence field at the same position (the candidate item and the history items share a table).
+
+Hashing of an id into a table of ``n`` rows: ``modulo`` (``id mod n``; ids must be non-negative) or
+``hash`` (SplitMix64 of the id, then ``mod n``; any int64, collisions spread evenly).
+
+Example::
+
+    >>> spec = default_spec()
+    >>> [f.name for f in spec.sequence.fields]
+    ['hist_item', 'hist_author', 'hist_action']
+    >>> spec.table('t_item').num_embeddings > 0
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+from pyramid_mixer.features.config_io import ConfigError, from_dict, read_yaml
+
+HASHINGS = ("modulo", "hash")
+DENSE_TRANSFORMS = ("none", "log1p")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One embedding table. All tables used by the behaviour sequence share the same ``dim``."""
+
+    name: str
+    num_embeddings: int
+    dim: int = 16
+
+
+@dataclass(frozen=True)
+class SparseFeature:
+    """An id feature of the request. ``multi_valued`` columns are ``list<int64>`` (e.g. item tags)."""
+
+    name: str
+    column: str
+    table: str
+    multi_valued: bool = False
+    hashing: str = "modulo"
+
+
+@dataclass(frozen=True)
+class DenseFeature:
+    column: str
+    transform: str = "none"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    name: str
+    column: str
+    weight: float = 1.0
+    oracle_column: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SequenceField:
+    """One per-behaviour id field: a ``list<int64>`` column and its table."""
+
+    name: str
+    column: str
+    table: str
+    hashing: str = "modulo"
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    fields: Tuple[SequenceField, ...]
+    time_column: str = "hist_time"
+    time_gap_table: str = "t_time_gap"
+    max_length: int = 2336
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    tables: Tuple[TableSpec, ...]
+    sparse: Tuple[SparseFeature, ...]
+    labels: Tuple[LabelSpec, ...]
+    sequence: SequenceSpec
+    dense: Tuple[DenseFeature, ...] = ()
+    target: Tuple[str, ...] = ("item", "author")
+    request_id: str = "request_id"
+    user_id: str = "user_id"
+    request_time: str = "request_time"
+    group_key: str = "user_id"
+    source: str = field(default="<dataclass>", compare=False)
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    def table(self, name: str) -> TableSpec:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise ConfigError(f"{self.source}: no table named {name!r}; tables: {[t.name for t in self.tables]}")
+
+    @property
+    def label_names(self) -> Tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    @property
+    def sequence_dim(self) -> int:
+        return self.table(self.sequence.fields[0].table).dim
+
+    @property
+    def num_token_features(self) -> int:
+        """F: per-behaviour features of a token: the sequence id fields plus the time-gap bucket."""
+        return len(self.sequence.fields) + 1
+
+    def sparse_feature(self, name: str) -> SparseFeature:
+        for f in self.sparse:
+            if f.name == name:
+                return f
+        raise ConfigError(f"{self.source}: no sparse feature named {name!r}")
+
+
+def validate_spec(spec: FeatureSpec) -> None:
+    """Checks the spec is self-consistent; each error names the spec file and the offending entry."""
+    where = spec.source
+    table_names = [t.name for t in spec.tables]
+    if len(set(table_names)) != len(table_names):
+        raise ConfigError(f"{where}: table names must be unique, found {table_names}")
+    tables = {t.name: t for t in spec.tables}
+    for t in spec.tables:
+        if t.num_embeddings <= 0 or t.dim <= 0:
+            raise ConfigError(f"{where}: table {t.name!r} needs num_embeddings > 0 and dim > 0")
+    names = [f.name for f in spec.sparse] + [f.name for f in spec.sequence.fields]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: feature names must be unique across sparse and sequence, found {names}")
+    for f in list(spec.sparse) + list(spec.sequence.fields):
+        if f.table not in tables:
+            raise ConfigError(
+                f"{where}: feature {f.name!r} uses table {f.table!r}, which is not declared; "
+                f"declared tables: {table_names}"
+            )
+        if f.hashing not in HASHINGS:
+            raise ConfigError(f"{where}: feature {f.name!r} has hashing {f.hashing!r}; use one of {HASHINGS}")
+    for d in spec.dense:
+        if d.transform not in DENSE_TRANSFORMS:
+            raise ConfigError(
+                f"{where}: dense column {d.column!r} has transform {d.transform!r}; use one of {DENSE_TRANSFORMS}"
+            )
+    if not spec.labels:
+        raise ConfigError(f"{where}: at least one label is required")
+    if not spec.sequence.fields:
+        raise ConfigError(f"{where}: the sequence needs at least one id field")
+    if spec.sequence.time_gap_table not in tables:
+        raise ConfigError(f"{where}: sequence.time_gap_table {spec.sequence.time_gap_table!r} is not declared")
+    seq_tables = [f.table for f in spec.sequence.fields] + [spec.sequence.time_gap_table]
+    dims = {tables[t].dim for t in seq_tables}
+    if len(dims) != 1:
+        raise ConfigError(f"{where}: all sequence tables {seq_tables} must share one dim, found {sorted(dims)}")
+    sparse_by_name = {f.name: f for f in spec.sparse}
+    if len(spec.target) > len(spec.sequence.fields):
+        raise ConfigError(f"{where}: target has more features than the sequence has fields")
+    for i, name in enumerate(spec.target):
+        if name not in sparse_by_name:
+            raise ConfigError(f"{where}: target feature {name!r} is not a sparse feature")
+        if sparse_by_name[name].table != spec.sequence.fields[i].table:
+            raise ConfigError(
+                f"{where}: target feature {name!r} uses table {sparse_by_name[name].table!r} but sequence "
+                f"field {spec.sequence.fields[i].name!r} uses {spec.sequence.fields[i].table!r}; the candidate "
+                f"and the history must share a table, in the same order"
+            )
+        if sparse_by_name[name].multi_valued:
+            raise ConfigError(f"{where}: target feature {name!r} must be single-valued")
+
+
+def load_spec(path: Union[str, Path]) -> FeatureSpec:
+    """Loads a spec YAML strictly (unknown keys are errors) and validates it."""
+    data = read_yaml(path)
+    data = dict(data, source=str(Path(path).resolve()))
+    return from_dict(FeatureSpec, data, where=str(path))
+
+
+def default_spec_path() -> Path:
+    return Path(str(resources.files("pyramid_mixer.features") / "specs" / "douyin.yaml"))
+
+
+def default_spec() -> FeatureSpec:
+    """The Douyin-style schema of the design (and of the synthetic generator)."""
+    return load_spec(default_spec_path())
+
+
+def resolve_spec(path: Optional[str]) -> FeatureSpec:
+    """``None`` or ``"default"`` gives the default spec; anything else is a path to a spec YAML."""
+    if path in (None, "", "default"):
+        return default_spec()
+    return load_spec(path)
+
+
+def tables_by_name(spec: FeatureSpec) -> Dict[str, TableSpec]:
+    return {t.name: t for t in spec.tables}
