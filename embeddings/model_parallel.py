@@ -1,0 +1,166 @@
+"""TorchRec wiring: process group, sharding plan, ``DistributedModelParallel`` and the optimizers.
+
+Every model goes through TorchRec's ``EmbeddingShardingPlanner`` and ``DistributedModelParallel``, even at
+world size 1 (a one-process gloo group), so that multi-process training adds processes, not a second code
+path. Embedding tables train with a fused row-wise optimizer applied inside the backward
+(``apply_optimizer_in_backward``: the fbgemm kernel updates the rows it touched, no dense gradient is ever
+formed); the dense parameters (tower, over arch) use a regular torch optimizer through DDP.
+
+Example::
+
+    >>> env = init_distributed()                                         # doctest: +SKIP
+    >>> dmp = shard(model, env, ShardingConfig(), sparse_lr=0.05)       # doctest: +SKIP
+    >>> opt = combined_optimizer(dmp, dense_lr=1e-3)                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, cast
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.types import ModuleSharder, ShardingPlan
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.optim import RowWiseAdagrad
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+SHARDING_TYPES = ("table_wise", "column_wise", "row_wise", "table_row_wise", "data_parallel")
+COMPUTE_KERNELS = ("fused", "dense")
+
+
+@dataclass(frozen=True)
+class ShardingConfig:
+    """Planner hints. ``sharding_types``/``compute_kernels`` apply to every table unless ``per_table``
+    names the table (table -> allowed sharding types). On CPU with gloo: table_wise, column_wise and
+    data_parallel work; row_wise and table_row_wise need GPUs."""
+
+    sharding_types: Tuple[str, ...] = ("table_wise",)
+    compute_kernels: Tuple[str, ...] = ("fused",)
+    per_table: Dict[str, List[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for t in list(self.sharding_types) + [s for v in self.per_table.values() for s in v]:
+            if t not in SHARDING_TYPES:
+                raise ValueError(f"sharding type {t!r} is unknown; use one of {SHARDING_TYPES}")
+        for k in self.compute_kernels:
+            if k not in COMPUTE_KERNELS:
+                raise ValueError(f"compute kernel {k!r} is unknown; use one of {COMPUTE_KERNELS}")
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_world_size: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistEnv:
+    """Joins the process group of a ``torchrun``/torchx launch, or makes a one-process gloo group.
+
+    The backend is nccl when CUDA is available and gloo otherwise.
+    """
+    cuda = torch.cuda.is_available()
+    backend = "nccl" if cuda else "gloo"
+    if not dist.is_initialized():
+        if "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    return DistEnv(rank, world, local_world, device, dist.get_backend())
+
+
+def _constraints(ebc: EmbeddingBagCollection, config: ShardingConfig) -> Dict[str, ParameterConstraints]:
+    return {
+        t.name: ParameterConstraints(
+            sharding_types=list(config.per_table.get(t.name, config.sharding_types)),
+            compute_kernels=list(config.compute_kernels),
+        )
+        for t in ebc.embedding_bag_configs()
+    }
+
+
+def _find_ebc(model: nn.Module) -> EmbeddingBagCollection:
+    found = [m for m in model.modules() if isinstance(m, EmbeddingBagCollection)]
+    if len(found) != 1:
+        raise ValueError(f"expected exactly one EmbeddingBagCollection in the model, found {len(found)}")
+    return found[0]
+
+
+def sharders() -> List[ModuleSharder[nn.Module]]:
+    return [cast(ModuleSharder[nn.Module], EmbeddingBagCollectionSharder())]
+
+
+def plan(
+    model: nn.Module,
+    config: ShardingConfig,
+    world_size: int,
+    compute_device: str,
+    batch_size: int,
+    local_world_size: Optional[int] = None,
+    hbm_gb: Optional[float] = None,
+    pg: Optional[dist.ProcessGroup] = None,
+) -> ShardingPlan:
+    """The planner's sharding plan for the model's tables on a topology (``pg`` None: a dry run)."""
+    topology = Topology(
+        world_size=world_size,
+        compute_device=compute_device,
+        local_world_size=local_world_size or world_size,
+        hbm_cap=int(hbm_gb * 1024**3) if hbm_gb else None,
+    )
+    planner = EmbeddingShardingPlanner(
+        topology=topology,
+        batch_size=batch_size,
+        constraints=_constraints(_find_ebc(model), config),
+        debug=False,
+    )
+    if pg is None:
+        return planner.plan(model, sharders())
+    return planner.collective_plan(model, sharders(), pg)
+
+
+def shard(
+    model: nn.Module, env: DistEnv, config: ShardingConfig, sparse_lr: float, batch_size: int
+) -> DistributedModelParallel:
+    """Fused row-wise Adagrad on the tables, a plan from TorchRec's planner, then DMP."""
+    apply_optimizer_in_backward(RowWiseAdagrad, _find_ebc(model).parameters(), {"lr": sparse_lr})
+    sharding_plan = plan(
+        model,
+        config,
+        world_size=env.world_size,
+        compute_device=env.device.type,
+        batch_size=batch_size,
+        local_world_size=env.local_world_size,
+        pg=dist.GroupMember.WORLD,
+    )
+    return DistributedModelParallel(module=model, device=env.device, plan=sharding_plan, sharders=sharders())
+
+
+def combined_optimizer(dmp: DistributedModelParallel, dense_lr: float) -> CombinedOptimizer:
+    """The tables' fused optimizer (stepped inside backward) + Adam on every other parameter."""
+    dense: KeyedOptimizer = KeyedOptimizerWrapper(
+        dict(in_backward_optimizer_filter(dmp.named_parameters())),
+        lambda params: torch.optim.Adam(params, lr=dense_lr),
+    )
+    return CombinedOptimizer([dmp.fused_optimizer, dense])

@@ -1,0 +1,40 @@
+"""From a config to a sharded, trainable model: spec + layout -> tables -> tower -> DMP + optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.optim.keyed import CombinedOptimizer
+
+from pyramid_mixer.embeddings.model_parallel import DistEnv, combined_optimizer, shard
+from pyramid_mixer.embeddings.tables import embedding_bag_collection
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.tokens import PyramidLayout
+from pyramid_mixer.jobs.config import JobConfig
+from pyramid_mixer.ranking.model import RankingModel, RankingTrain
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer
+
+
+@dataclass
+class Built:
+    dmp: DistributedModelParallel
+    optimizer: CombinedOptimizer
+    layout: PyramidLayout
+    num_parameters: int
+
+
+def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
+    """The model of ``config`` (seeded by ``train.seed``), sharded by TorchRec's planner on ``env``."""
+    torch.manual_seed(config.train.seed)
+    layout = config.model.effective_layout()
+    ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
+    tower = PyramidMixer(config.model.tower_config(spec))
+    model = RankingTrain(
+        RankingModel(ebc, spec, layout, tower, config.model.over_arch),
+        tuple(label.weight for label in spec.labels),
+    )
+    num_parameters = sum(p.numel() for p in model.parameters())
+    dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size)
+    return Built(dmp, combined_optimizer(dmp, config.train.dense_lr), layout, num_parameters)

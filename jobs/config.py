@@ -1,0 +1,112 @@
+"""One config file for every job: data, generator, model, training and evaluation sections.
+
+Loaded strictly (an unknown key is an error naming it and the file) and overridable from the command
+line with ``--set section.key=value`` (values parsed as YAML). ``jobs/configs/demo.yaml`` is the default.
+
+Example::
+
+    >>> cfg = load_config(None, ["train.epochs=2", "model.tower.fusion=sum"])
+    >>> cfg.train.epochs, cfg.model.tower.fusion
+    (2, 'sum')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from pyramid_mixer.embeddings.model_parallel import ShardingConfig
+from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.synthetic import SyntheticConfig
+from pyramid_mixer.features.tokens import PyramidLayout, single_level
+from pyramid_mixer.ranking.model import OverArchConfig
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the logs are and how they split.
+
+    With ``train``/``valid``/``test`` empty, ``path`` is split by request time: the last ``eval_days`` of
+    requests are the eval set. Explicit paths or globs (a team's own split) take precedence.
+    """
+
+    path: str = "data/douyin"
+    spec: str = "default"
+    eval_days: float = 1.0
+    train: Tuple[str, ...] = ()
+    valid: Tuple[str, ...] = ()
+    test: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``tower``'s level_tokens, num_features, dim and num_target_features are derived from the layout and
+    the spec; ``levels: 1`` is the pyramid ablation (one level at full resolution, same token count)."""
+
+    layout: PyramidLayout = field(default_factory=PyramidLayout)
+    levels: int = 0
+    tower: PyramidMixerConfig = field(default_factory=PyramidMixerConfig)
+    over_arch: OverArchConfig = field(default_factory=OverArchConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+
+    def effective_layout(self) -> PyramidLayout:
+        if self.levels in (0, len(self.layout.levels)):
+            return self.layout
+        if self.levels == 1:
+            return single_level(self.layout.num_slots)
+        raise ConfigError(f"model.levels={self.levels}: use 0 (the layout's levels) or 1 (the ablation)")
+
+    def tower_config(self, spec: FeatureSpec) -> PyramidMixerConfig:
+        return dataclasses.replace(
+            self.tower,
+            level_tokens=self.effective_layout().level_tokens,
+            num_features=spec.num_token_features,
+            dim=spec.sequence_dim,
+            num_target_features=len(spec.target),
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 512
+    dense_lr: float = 1e-3
+    sparse_lr: float = 0.05
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    max_steps: int = 0  # 0: no limit (a quick look at a big dataset)
+    checkpoint: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 2048
+    predictions: bool = False  # also write per-row predictions to Parquet
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    run_dir: str = "runs/demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    generate: SyntheticConfig = field(default_factory=SyntheticConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    source: str = field(default="<defaults>", compare=False)
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("pyramid_mixer.jobs") / "configs" / "demo.yaml"))
+
+
+def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> JobConfig:
+    """Reads ``path`` (None: the packaged demo config), applies ``key.path=value`` overrides."""
+    p = Path(path) if path else default_config_path()
+    data = apply_overrides(read_yaml(p), overrides or [])
+    data["source"] = str(p)
+    return from_dict(JobConfig, data, where=str(p))

@@ -1,0 +1,48 @@
+"""Which rows each job reads: a split by request time, or the team's own train / valid / test paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import pyarrow.compute as pc
+
+from pyramid_mixer.features.reader import ParquetReader, time_split
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.tokens import PyramidLayout
+from pyramid_mixer.jobs.config import DataConfig
+
+
+@dataclass(frozen=True)
+class Source:
+    paths: Tuple[str, ...]
+    row_filter: Optional[pc.Expression]
+    description: str
+
+    def reader(self, spec: FeatureSpec, layout: PyramidLayout, batch_size: int) -> ParquetReader:
+        return ParquetReader(self.paths, spec, layout, batch_size, self.row_filter)
+
+
+def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
+    """``train`` and ``eval`` sources (and ``valid`` when given explicitly).
+
+    Explicit ``data.train`` + ``data.test`` (or ``data.valid``) win; otherwise ``data.path`` is split by
+    request time, the last ``data.eval_days`` of requests being the eval set.
+    """
+    if data.train:
+        held_out = data.test or data.valid
+        if not held_out:
+            raise ValueError("data.train is set: also set data.test (or data.valid) to evaluate on")
+        out = {
+            "train": Source(tuple(data.train), None, f"train: {list(data.train)}"),
+            "eval": Source(tuple(held_out), None, f"eval: {list(held_out)}"),
+        }
+        if data.valid and data.test:
+            out["valid"] = Source(tuple(data.valid), None, f"valid: {list(data.valid)}")
+        return out
+    train_filter, eval_filter, cutoff = time_split([data.path], spec, data.eval_days)
+    return {
+        "train": Source((data.path,), train_filter, f"{data.path}: {spec.request_time} <= {cutoff}"),
+        "eval": Source((data.path,), eval_filter, f"{data.path}: {spec.request_time} > {cutoff} "
+                                                  f"(last {data.eval_days:g} day(s))"),
+    }

@@ -1,0 +1,157 @@
+"""``eval``: score a held-out split with a trained checkpoint; write the AUC / UAUC report.
+
+    python -m pyramid_mixer.jobs.eval --config my.yaml [--checkpoint runs/demo/checkpoints/epoch-1]
+
+Writes ``run_dir/eval.{json,md,png}`` and, with ``eval.predictions: true``, ``run_dir/predictions.parquet``
+(request id, group id, each label, each score) for analysis elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import torch
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from tqdm import tqdm
+
+from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
+from pyramid_mixer.features.reader import ParquetReader, expand_paths
+from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
+from pyramid_mixer.jobs import checkpoint
+from pyramid_mixer.jobs.build import build
+from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
+from pyramid_mixer.jobs.config import JobConfig
+from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
+from pyramid_mixer.ranking.metrics import auc, ranking_metrics
+from pyramid_mixer.ranking.popularity import Popularity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """One row per scored impression: ``scores``/``labels``/``oracle`` are ``N X n_labels``."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    oracle: np.ndarray
+    groups: np.ndarray
+    request_ids: np.ndarray
+    history_length: np.ndarray
+
+
+@torch.no_grad()
+def predict(dmp: DistributedModelParallel, reader: ParquetReader, device: torch.device,
+            show_progress: bool = True) -> Predictions:
+    dmp.eval()
+    parts: List[List[np.ndarray]] = []
+    bar = tqdm(reader, desc="eval", unit="batch", disable=not show_progress, leave=False)
+    for batch in bar:
+        _, (_, logits, labels) = dmp(batch.to(device))
+        parts.append([
+            torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),
+            batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy(),
+        ])
+    dmp.train()
+    if not parts:
+        raise ValueError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()})")
+    return Predictions(*[np.concatenate(cols) for cols in zip(*parts)])
+
+
+def popularity_auc(train: Source, held_out: Source, spec: FeatureSpec) -> Optional[float]:
+    """Click AUC of the items' training click rate on the held-out rows (the floor a model must clear)."""
+    item = spec.sparse_feature(spec.target[0]).column
+    label = spec.labels[0].column
+
+    def columns(src: Source) -> pa.Table:
+        table = ds.dataset(expand_paths(src.paths), format="parquet").to_table(
+            columns=[item, label], filter=src.row_filter
+        )
+        return table.drop_null()
+
+    fit, test = columns(train), columns(held_out)
+    pop = Popularity.fit(fit.column(item).to_numpy(), fit.column(label).to_numpy().astype(np.float64))
+    return auc(test.column(label).to_numpy().astype(np.float64), pop.score(test.column(item).to_numpy()))
+
+
+def report_for(preds: Predictions, spec: FeatureSpec, reader: ParquetReader, split: str) -> EvalReport:
+    names = spec.label_names
+    oracle = {n: preds.oracle[:, j] for j, n in enumerate(names) if not np.isnan(preds.oracle[:, j]).any()}
+    return EvalReport(
+        split=split,
+        labels=ranking_metrics(names, preds.labels, preds.scores, preds.groups, oracle),
+        rows=reader.stats.as_dict(),
+        auc_by_history=auc_by_history(preds.history_length, preds.labels[:, 0], preds.scores[:, 0]),
+        calibration_curve=calibration_curve(preds.labels[:, 0], preds.scores[:, 0]),
+    )
+
+
+def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None:
+    cols = {"request_id": preds.request_ids, spec.group_key: preds.groups}
+    for j, name in enumerate(spec.label_names):
+        cols[name] = preds.labels[:, j].astype(np.float32)
+        cols[f"{name}_score"] = preds.scores[:, j].astype(np.float32)
+    pq.write_table(pa.table(cols), path)
+
+
+def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
+             split: str = "eval") -> EvalReport:
+    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report."""
+    srcs = sources(config.data, spec)
+    reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size)
+    preds = predict(dmp, reader, env.device, show_progress=env.is_main)
+    report = report_for(preds, spec, reader, split)
+    report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
+    report.extra["source"] = srcs[split].description
+    run_dir = Path(config.run_dir)
+    if env.is_main:
+        paths = write(report, run_dir, split)
+        if config.eval.predictions:
+            write_predictions(preds, spec, run_dir / "predictions.parquet")
+        log.info("report: %s", ", ".join(str(p) for p in paths.values()))
+    return report
+
+
+def summary_lines(report: EvalReport) -> List[str]:
+    """The few lines a person reads at the end of a job."""
+    lines = []
+    for m in report.labels:
+        oracle = f"  (oracle AUC {m.oracle_auc:.4f})" if m.oracle_auc is not None else ""
+        lines.append(f"{m.label:>8}: AUC {m.auc:.4f}  UAUC {m.uauc:.4f} over {m.uauc_users} users  "
+                     f"GAUC {m.gauc:.4f}{oracle}")
+    if report.popularity_auc is not None:
+        lines.append(f"popularity-only click AUC {report.popularity_auc:.4f}")
+    r = report.rows
+    lines.append(f"rows read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = parser("pmx-eval", __doc__.strip().splitlines()[0])
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint directory (default: the newest complete one under run_dir/checkpoints)")
+    args = p.parse_args(argv)
+    config = config_from(args)
+    env = init_distributed()
+    setup_logging(env.rank)
+    spec = resolve_spec(config.data.spec)
+    built = build(config, spec, env)
+    path = Path(args.checkpoint) if args.checkpoint else checkpoint.latest(Path(config.run_dir))
+    if path is None:
+        raise FileNotFoundError(f"{config.run_dir}/checkpoints: no complete checkpoint; run pmx-train first")
+    checkpoint.load(path, built.dmp)
+    report = evaluate(config, built.dmp, spec, env)
+    if env.is_main:
+        print("\n".join([f"checkpoint {path}"] + summary_lines(report)))
+
+
+if __name__ == "__main__":
+    run_main(main, None)

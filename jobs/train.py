@@ -1,0 +1,152 @@
+"""``train``: Parquet logs -> sharded Pyramid Mixer ranking model -> checkpoint -> eval report.
+
+    python -m pyramid_mixer.jobs.train --config my.yaml --set train.epochs=2
+
+Reads the training split (by request time, or explicit paths), trains with the tables' fused row-wise
+Adagrad and Adam on the dense parts, writes a checkpoint at the end of every epoch
+(``run_dir/checkpoints/epoch-N``; a rerun resumes after the newest complete one), logs scalars to
+TensorBoard (``run_dir/tensorboard``), then evaluates the held-out split and writes
+``run_dir/eval.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pyarrow.dataset as ds
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.features.config_io import to_dict
+from pyramid_mixer.features.reader import ReadStats, expand_paths
+from pyramid_mixer.features.spec import resolve_spec
+from pyramid_mixer.jobs import checkpoint
+from pyramid_mixer.jobs.build import build
+from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
+from pyramid_mixer.jobs.config import JobConfig
+from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.eval import evaluate, summary_lines
+from pyramid_mixer.jobs.report import EvalReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    rows_trained: int
+    seconds: float
+    final_loss: float
+    num_parameters: int
+    read: List[Dict[str, Any]] = field(default_factory=list)  # row accounting per epoch
+    checkpoint: Optional[str] = None
+    report: Optional[EvalReport] = None
+
+
+def count_rows(src: Source) -> int:
+    return ds.dataset(expand_paths(src.paths), format="parquet").count_rows(filter=src.row_filter)
+
+
+def train(config: JobConfig) -> TrainResult:
+    """Trains (resuming after the newest complete checkpoint of ``run_dir``), then evaluates."""
+    env = init_distributed()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    spec = resolve_spec(config.data.spec)
+    built = build(config, spec, env)
+    dmp, opt = built.dmp, built.optimizer
+    run_dir = Path(config.run_dir)
+    first_epoch = 1
+    last = checkpoint.latest(run_dir) if config.train.checkpoint else None
+    if last is not None:
+        manifest = checkpoint.load(last, dmp, opt)
+        first_epoch = int(manifest["epoch"]) + 1
+        log.info("resuming after %s (epoch %d)", last, manifest["epoch"])
+    src = sources(config.data, spec)["train"]
+    reader = src.reader(spec, built.layout, config.train.batch_size)
+    total_batches = math.ceil(count_rows(src) / config.train.batch_size)
+    writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        log.info("model: %s parameters; training on %s", f"{built.num_parameters:,}", src.description)
+
+    result = TrainResult(epochs=0, steps=0, rows_trained=0, seconds=0.0, final_loss=float("nan"),
+                         num_parameters=built.num_parameters)
+    start = time.perf_counter()
+    dmp.train()
+    for epoch in range(first_epoch, config.train.epochs + 1):
+        bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
+                   disable=not env.is_main)
+        epoch_start, epoch_rows = time.perf_counter(), 0
+        for batch in bar:
+            loss, _ = dmp(batch.to(env.device))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            result.steps += 1
+            epoch_rows += batch.batch_size
+            result.final_loss = float(loss.detach())
+            if result.steps % 10 == 0 or result.steps == 1:
+                rate = epoch_rows / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
+                if writer is not None:
+                    writer.add_scalar("train/loss", result.final_loss, result.steps)
+                    writer.add_scalar("train/rows_per_s", rate, result.steps)
+            if config.train.max_steps and result.steps >= config.train.max_steps:
+                break
+        bar.close()
+        result.epochs += 1
+        result.rows_trained += epoch_rows
+        result.read.append(reader.stats.as_dict() if epoch_rows else ReadStats().as_dict())
+        if config.train.checkpoint:
+            meta = {"steps": result.steps, "rows": result.rows_trained}
+            result.checkpoint = str(checkpoint.save(run_dir, epoch, dmp, opt, meta))
+        if config.train.max_steps and result.steps >= config.train.max_steps:
+            break
+    result.seconds = time.perf_counter() - start
+    result.report = evaluate(config, dmp, spec, env)
+    if writer is not None:
+        for m in result.report.labels:
+            writer.add_scalar(f"eval/{m.label}_auc", m.auc, result.steps)
+            writer.add_scalar(f"eval/{m.label}_uauc", m.uauc, result.steps)
+        writer.close()
+    return result
+
+
+def summary(result: TrainResult) -> str:
+    lines = [
+        f"trained {result.epochs} epoch(s), {result.steps} steps, {result.rows_trained:,} rows in "
+        f"{result.seconds:.1f}s ({result.rows_trained / max(result.seconds, 1e-9):,.0f} rows/s); "
+        f"final loss {result.final_loss:.4f}; {result.num_parameters:,} parameters",
+    ]
+    for i, r in enumerate(result.read, 1):
+        lines.append(f"train rows, epoch {i}: read {r['rows_read']}, used {r['rows_used']}, "
+                     f"rejected {r['rows_rejected']} {r['rejected_by_reason'] or ''}".rstrip())
+    if result.checkpoint:
+        lines.append(f"checkpoint {result.checkpoint}")
+    if result.report is not None:
+        lines += ["eval (held-out split):"] + ["  " + s for s in summary_lines(result.report)]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = parser("pmx-train", __doc__.strip().splitlines()[0], epilog=__doc__)
+    config = config_from(p.parse_args(argv))
+    setup_logging(env_rank())
+    result = train(config)
+    if env_rank() == 0:
+        print(summary(result))
+
+
+if __name__ == "__main__":
+    run_main(main, None)

@@ -1,0 +1,242 @@
+"""One mixer layer of the Pyramid Mixer: cross-behaviour mixer, cross-feature mixer, adaptive fusion.
+
+The slides of Gong et al. (SIGIR 2025) name the parts: a **cross-behavior** mixer and a **cross-feature**
+mixer inside each mixer layer, an **adaptive fusion** module that combines them, and a **low-rank
+decomposition** against over-parameterisation. The equations are ours (see
+``shared/design/pyramid-mixer.md``):
+
+- CB, cross-behaviour: ``Z + U act(V LN(Z))`` mixes the T tokens for every (feature, channel) pair, with
+  ``V: r X T`` and ``U: T X r`` (rank r), then a channel MLP along D shared by all tokens and features.
+- CF, cross-feature: per token, a residual MLP on the flattened ``F·D`` vector, so it mixes the features
+  and their channels in one step (it is CF's channel MLP too). Its hidden width is ``expansion·F·D``,
+  factorised to ``expansion·F·min(r, D)`` when ``r > 0``: a bottleneck exactly when ``r < D``.
+- Fusion: ``Y = a * CB(Z) + (1 - a) * CF(Z)`` with ``a = sigmoid(W [pool(CB(Z)), pool(CF(Z))])`` per example
+  and per feature; the pooled summaries are masked means over the real tokens (our choice of gate input).
+  ``"sum"`` adds both branches' updates to one skip path, ``Y = Z + (CB(Z) - Z) + (CF(Z) - Z)``.
+
+Both branches share the layer's pre-norm ``LN(Z)`` (over F X D per token). Padded tokens are zeroed after
+the norm, so the token mixing never reads them, and the layer's output is zero there again.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+FUSIONS = ("gate", "sum")
+
+
+def check_branches(cross_behavior: bool, cross_feature: bool, fusion: str) -> None:
+    """Raises ValueError unless at least one branch is on and ``fusion`` is one of ``FUSIONS``."""
+    if not (cross_behavior or cross_feature):
+        raise ValueError(
+            "cross_behavior=False and cross_feature=False: a mixer layer needs at least one branch; "
+            "to ablate a branch, switch off only that one"
+        )
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion={fusion!r} is not one of {FUSIONS} ('gate': adaptive fusion, 'sum': plain sum)")
+
+
+@dataclass(frozen=True)
+class MixerLayerConfig:
+    """Shape and switches of one mixer layer.
+
+    Args:
+        num_tokens: T, tokens the layer mixes (a level's tokens plus the tokens carried into it).
+        num_features: F, features per token.
+        dim: D, channels per feature.
+        low_rank: r of the token mixing; 0 = full rank (T X T). ``r >= T`` is allowed and is full rank
+            too (the rank is ``min(r, T)``), so a short level needs no special config.
+        expansion: hidden multiplier of the channel MLPs.
+        cross_behavior: build the CB branch.
+        cross_feature: build the CF branch.
+        fusion: ``"gate"`` or ``"sum"``; used only when both branches are on.
+    """
+
+    num_tokens: int
+    num_features: int
+    dim: int
+    low_rank: int = 8
+    expansion: int = 2
+    cross_behavior: bool = True
+    cross_feature: bool = True
+    fusion: str = "gate"
+
+    def __post_init__(self) -> None:
+        for name in ("num_tokens", "num_features", "dim", "expansion"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MixerLayerConfig.{name}={getattr(self, name)}: must be >= 1")
+        if self.low_rank < 0:
+            raise ValueError(f"MixerLayerConfig.low_rank={self.low_rank}: must be >= 0 (0 = full rank)")
+        check_branches(self.cross_behavior, self.cross_feature, self.fusion)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x: B X T X C`` over the tokens where ``mask: B X T`` is True; zeros where none is."""
+    w = mask.to(x.dtype)  # B X T
+    w = w / w.sum(1, keepdim=True).clamp(min=1.0)
+    return torch.bmm(w.unsqueeze(1), x).squeeze(1)  # B X 1 X T @ B X T X C -> B X C
+
+
+def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Softmax of ``logits`` along ``dim`` over the True entries of ``mask`` (broadcastable); an all-False
+    slice gives all-zero weights, never NaN."""
+    w = logits.masked_fill(~mask, torch.finfo(logits.dtype).min).softmax(dim)
+    return w * mask
+
+
+class ChannelMlp(nn.Module):
+    """Residual MLP along the channels: ``z + W2 act(W1 LN(z))``, W1: D -> expansion·D, shared by every token
+    and feature; LN is over F X D per token.
+
+    Args:
+        num_features (int): F.
+        dim (int): D.
+        expansion (int): hidden multiplier.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Shapes: ``B X T X F X D -> B X T X F X D``.
+    """
+
+    def __init__(self, num_features: int, dim: int, expansion: int, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm((num_features, dim), device=device)
+        self.fc1 = nn.Linear(dim, expansion * dim, device=device)
+        self.fc2 = nn.Linear(expansion * dim, dim, device=device)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return z + self.fc2(functional.gelu(self.fc1(self.norm(z))))
+
+
+class CrossBehaviorMixer(nn.Module):
+    """CB: low-rank token mixing along T for every (feature, channel), then a channel MLP.
+
+    The token mixing is two matmuls over all F·D columns at once, ``V @ h`` and ``U @ act(.)``, with
+    ``h = LN(Z)`` (padded tokens zero); its output is zeroed at padded tokens before the residual add.
+
+    Args:
+        config (MixerLayerConfig): shape and rank.
+        device (Optional[torch.device]): where to allocate parameters.
+    """
+
+    def __init__(self, config: MixerLayerConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        T = config.num_tokens
+        rank = min(config.low_rank, T) if config.low_rank > 0 else T
+        self.token_down = nn.Linear(T, rank, device=device)  # V: r X T
+        self.token_up = nn.Linear(rank, T, device=device)  # U: T X r
+        self.channel = ChannelMlp(config.num_features, config.dim, config.expansion, device)
+
+    def forward(self, z: Tensor, h: Tensor, mask: Tensor) -> Tensor:
+        """
+        Args:
+            z (Tensor): B X T X F X D, the layer input (zero at padded tokens).
+            h (Tensor): B X T X F X D, ``LN(z)`` with padded tokens zeroed.
+            mask (Tensor): B X T bool, True = real token.
+
+        Returns:
+            Tensor: B X T X F X D.
+        """
+        B, T, F, D = z.shape
+        h = h.view(B, T, F * D)  # B X T X (F·D)
+        u = torch.einsum("rt,btc->brc", self.token_down.weight, h)  # B X r X (F·D), one matmul over B·F·D
+        u = functional.gelu(u + self.token_down.bias[:, None])
+        u = torch.einsum("tr,brc->btc", self.token_up.weight, u) + self.token_up.bias[:, None]  # B X T X (F·D)
+        u = u.view(B, T, F, D).masked_fill(~mask[:, :, None, None], 0.0)  # B X T X F X D
+        return self.channel(z + u)
+
+
+class CrossFeatureMixer(nn.Module):
+    """CF: per token, a residual MLP on the flattened F·D vector (mixes features and channels).
+
+    Hidden width ``expansion·F·D``, or ``expansion·F·min(r, D)`` when ``config.low_rank = r > 0``.
+
+    Args:
+        config (MixerLayerConfig): shape and rank.
+        device (Optional[torch.device]): where to allocate parameters.
+    """
+
+    def __init__(self, config: MixerLayerConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        F, D, r = config.num_features, config.dim, config.low_rank
+        hidden = config.expansion * F * (min(r, D) if r > 0 else D)
+        self.feature_down = nn.Linear(F * D, hidden, device=device)
+        self.feature_up = nn.Linear(hidden, F * D, device=device)
+
+    def forward(self, z: Tensor, h: Tensor) -> Tensor:
+        """``z, h: B X T X F X D`` (``h = LN(z)``) -> ``B X T X F X D``; acts on each token alone."""
+        B, T, F, D = z.shape
+        u = self.feature_up(functional.gelu(self.feature_down(h.view(B, T, F * D))))  # B X T X (F·D)
+        return z + u.view(B, T, F, D)
+
+
+class FusionGate(nn.Module):
+    """Adaptive fusion ``a * cb + (1 - a) * cf`` with ``a: B X F`` from masked-mean summaries of both branches.
+
+    The gate's projection starts at zero, so the layer starts as the even mix ``a = 1/2``.
+
+    Args:
+        num_features (int): F.
+        dim (int): D.
+        device (Optional[torch.device]): where to allocate parameters.
+    """
+
+    def __init__(self, num_features: int, dim: int, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * num_features * dim, num_features, device=device)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, cb: Tensor, cf: Tensor, mask: Tensor) -> Tensor:
+        """``cb, cf: B X T X F X D``, ``mask: B X T`` -> ``B X T X F X D``."""
+        B, T, F, D = cb.shape
+        summary = torch.cat([masked_mean(cb.view(B, T, F * D), mask), masked_mean(cf.view(B, T, F * D), mask)], 1)
+        a = torch.sigmoid(self.proj(summary)).view(B, 1, F, 1)  # B X 2·F·D -> B X F -> B X 1 X F X 1
+        return cf + a * (cb - cf)
+
+
+class MixerLayer(nn.Module):
+    """One mixer layer: shared pre-norm, CB and/or CF, fused by the gate or a sum.
+
+    Args:
+        config (MixerLayerConfig): shape and switches.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Example::
+
+        >>> layer = MixerLayer(MixerLayerConfig(num_tokens=5, num_features=3, dim=4, low_rank=2))
+        >>> z, mask = torch.randn(2, 5, 3, 4), torch.tensor([[True] * 5, [True, True, False, False, False]])
+        >>> layer(z * mask[:, :, None, None], mask).shape
+        torch.Size([2, 5, 3, 4])
+    """
+
+    def __init__(self, config: MixerLayerConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm((config.num_features, config.dim), device=device)
+        self.cb = CrossBehaviorMixer(config, device) if config.cross_behavior else None
+        self.cf = CrossFeatureMixer(config, device) if config.cross_feature else None
+        both = config.cross_behavior and config.cross_feature
+        self.gate = FusionGate(config.num_features, config.dim, device) if both and config.fusion == "gate" else None
+
+    def forward(self, z: Tensor, mask: Tensor) -> Tensor:
+        """
+        Args:
+            z (Tensor): B X T X F X D, zero at padded tokens.
+            mask (Tensor): B X T bool, True = real token.
+
+        Returns:
+            Tensor: B X T X F X D, zero at padded tokens.
+        """
+        padded = ~mask[:, :, None, None]  # B X T X 1 X 1
+        h = self.norm(z).masked_fill(padded, 0.0)
+        if self.cf is None:
+            y = self.cb(z, h, mask)
+        elif self.cb is None:
+            y = self.cf(z, h)
+        elif self.gate is None:
+            y = self.cb(z, h, mask) + self.cf(z, h) - z
+        else:
+            y = self.gate(self.cb(z, h, mask), self.cf(z, h), mask)
+        return y.masked_fill(padded, 0.0)

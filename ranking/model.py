@@ -1,0 +1,115 @@
+"""The ranking model: embedding bags -> interaction tower -> over arch -> one logit per label.
+
+Parts, each testable alone (TorchRec's DLRM layout):
+- the sparse arch: one ``EmbeddingBagCollection`` (sharded by DMP), whose pooled outputs are selected by
+  name (``KeyedTensor.regroup``): the pyramid tokens ``B X S X F X D``, the candidate ``B X Ft X D`` and
+  every request-level feature for the over arch;
+- the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``);
+- the over arch: tower output + pooled sparse embeddings + dense features -> MLP -> ``B X n_labels``.
+
+``RankingTrain`` owns the loss (BCE per label, weighted) and returns ``(loss, (loss, logits, labels))``, the
+contract of TorchRec's ``TrainPipelineSparseDist``.
+
+Example::
+
+    >>> import torch
+    >>> from pyramid_mixer.features.spec import default_spec
+    >>> from pyramid_mixer.features.tokens import PyramidLayout, LevelSpec
+    >>> from pyramid_mixer.embeddings.tables import embedding_bag_collection
+    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+    >>> spec, layout = default_spec(), PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
+    >>> ebc = embedding_bag_collection(spec, layout, device=torch.device("cpu"))
+    >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=layout.level_tokens, dim=16, out_dim=8))
+    >>> model = RankingModel(ebc, spec, layout, tower, OverArchConfig(hidden=(16,)))
+    >>> model.num_labels
+    3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.modules.mlp import MLP
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+
+from pyramid_mixer.embeddings.tables import EmbeddingKeys
+from pyramid_mixer.features.batch import RankingBatch
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.tokens import PyramidLayout
+
+
+@dataclass(frozen=True)
+class OverArchConfig:
+    hidden: Tuple[int, ...] = (256, 128)
+
+
+class RankingModel(nn.Module):
+    """Args:
+    ebc: the embedding-bag collection built from the spec and layout (``embeddings.tables``).
+    spec, layout: the feature spec and pyramid layout the reader uses.
+    tower: ``forward(tokens B X S X F X D, mask B X S, target B X Ft X D) -> B X out_dim``, with ``out_dim``.
+    over: the over-arch MLP widths.
+    """
+
+    def __init__(
+        self,
+        ebc: EmbeddingBagCollection,
+        spec: FeatureSpec,
+        layout: PyramidLayout,
+        tower: nn.Module,
+        over: OverArchConfig,
+    ) -> None:
+        super().__init__()
+        self.sparse_arch = ebc
+        self.keys = EmbeddingKeys.build(spec, layout)
+        self.tower = tower
+        self.num_labels = len(spec.labels)
+        in_dim = int(tower.config.out_dim) + self.keys.sparse_width(spec) + len(spec.dense)
+        self.over_arch = MLP(in_dim, list(over.hidden), bias=True, activation="relu")
+        self.head = nn.Linear(over.hidden[-1] if over.hidden else in_dim, self.num_labels)
+
+    def token_mask(self, kjt: KeyedJaggedTensor) -> torch.Tensor:
+        """``B X S`` bool: a slot is a real token iff its bag is non-empty."""
+        k = self.keys
+        first = k.mask_first_key
+        if kjt.keys()[first] != k.kjt_keys[first]:
+            raise ValueError(
+                f"batch KJT key {first} is {kjt.keys()[first]!r}, expected {k.kjt_keys[first]!r}: "
+                "the reader's spec/layout differ from the model's"
+            )
+        B = kjt.stride()
+        lengths = kjt.lengths().view(-1, B)  # K X B
+        return lengths[first : first + k.num_slots].t() > 0  # B X S
+
+    def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> torch.Tensor:
+        k = self.keys
+        B = kjt.stride()
+        pooled: KeyedTensor = self.sparse_arch(kjt)
+        tokens, sparse, target = KeyedTensor.regroup([pooled], [k.tokens, k.sparse, k.target])
+        tokens = tokens.view(B, k.num_slots, k.num_token_features, k.dim)  # B X S X F X D
+        target = target.view(B, len(k.target), k.dim)  # B X Ft X D
+        h = self.tower(tokens, self.token_mask(kjt), target)  # B X out_dim
+        x = torch.cat([h, sparse, dense], dim=1)
+        return self.head(self.over_arch(x))  # B X n_labels
+
+
+class RankingTrain(nn.Module):
+    """Wraps the model with the loss: ``sum_l w_l * BCE_l`` over labels (weights from the spec)."""
+
+    def __init__(self, model: RankingModel, label_weights: Tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("label_weights", torch.tensor(label_weights, dtype=torch.float32), persistent=False)
+
+    def forward(
+        self, batch: RankingBatch
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        logits = self.model(batch.sparse_features, batch.dense_features)
+        per_label = nnf.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none").mean(0)
+        loss = (per_label * self.label_weights).sum()
+        return loss, (loss.detach(), logits.detach(), batch.labels)

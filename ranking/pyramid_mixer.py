@@ -1,0 +1,278 @@
+"""The Pyramid Mixer tower: a pyramid of mixer layers over short, middle and long periods of the history.
+
+Gong et al., "Pyramid Mixer: Multi-dimensional Multi-period Interest Modeling for Sequential
+Recommendation", SIGIR 2025. Only the slides are available; they name the components and the design in
+``shared/design/pyramid-mixer.md`` realises each one. The paper's: mixer layers with a cross-behavior and a
+cross-feature mixer and an adaptive fusion (``mixer_layer.py``), a pyramid yielding short-, middle- and
+long-period interests, the low-rank decomposition, the multi-scale cross-period module. Ours: the
+equations of every part, the gate's inputs, periods as levels of pooled tokens, the carry merge between
+levels, the period pooling, and the target-aware readout. Pipeline, for K levels:
+
+1. Level k (short first) takes its ``T_k`` tokens, prepends the ``carry_tokens`` tokens carried from level
+   k - 1, and runs ``layers_per_level`` mixer layers and a LayerNorm over them.
+2. Carry merge (ours): ``carry_tokens`` masked-softmax poolings of those tokens (a content score plus a
+   learned positional prior per carry token) are carried to level k + 1, real when level k had a real
+   token. So the middle level mixes a summary of the short one and the long level a summary of both.
+3. Period tokens: the masked mean of each level's own tokens, ``B X K X F X D``; the cross-period module
+   mixes them along K, then along the F·D features of each period token.
+4. Readout (ours): per level, the candidate (its flattened ``Ft·D`` embeddings, projected to F·D) queries
+   the level's own tokens by scaled dot product and masked softmax; ``target_aware=False`` uses a learned
+   query per level instead. The K pooled vectors and the K period tokens, concatenated, are projected to
+   ``out_dim``.
+
+A level with no real token contributes zeros to the readout and to the period tokens; nothing divides by
+zero or takes a softmax over nothing. Padded token slots are ignored: whatever they hold (even NaN), the
+output is bit-identical.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_mean, masked_softmax
+
+
+@dataclass(frozen=True)
+class PyramidMixerConfig:
+    """Shape and ablation switches of the Pyramid Mixer; checked when built.
+
+    Args:
+        level_tokens: T_k tokens per level, short -> middle -> long; ``(96,)`` is the one-level ablation.
+        num_features: F per-behaviour features (item, author, action, time-gap bucket).
+        dim: D, embedding width of every token feature.
+        num_target_features: Ft, the candidate's features (item, author) used as the readout query.
+        layers_per_level: mixer layers per level.
+        low_rank: r of the token mixing and the CF factorisation; 0 = full rank (ablation). ``r >= T_k``
+            is allowed: that level's token mixing is then full rank.
+        cross_behavior: the CB branch (ablation: False).
+        cross_feature: the CF branch (ablation: False); not both False.
+        fusion: ``"gate"`` (adaptive) or ``"sum"``.
+        carry_tokens: tokens carried from level k to level k + 1; 0 disables carrying.
+        cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
+        target_aware: the candidate queries the readout (ablation: False uses a learned query).
+        expansion: hidden multiplier of the channel MLPs.
+        out_dim: width of the tower's output.
+    """
+
+    level_tokens: Tuple[int, ...] = (32, 32, 32)
+    num_features: int = 4
+    dim: int = 16
+    num_target_features: int = 2
+    layers_per_level: int = 1
+    low_rank: int = 8
+    cross_behavior: bool = True
+    cross_feature: bool = True
+    fusion: str = "gate"
+    carry_tokens: int = 2
+    cross_period: bool = True
+    target_aware: bool = True
+    expansion: int = 2
+    out_dim: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level_tokens", tuple(self.level_tokens))  # a YAML list becomes a tuple
+        if not self.level_tokens or min(self.level_tokens) < 1:
+            raise ValueError(f"PyramidMixerConfig.level_tokens={self.level_tokens}: need one or more levels, each >= 1 token")
+        for name in ("num_features", "dim", "num_target_features", "layers_per_level", "expansion", "out_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PyramidMixerConfig.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("low_rank", "carry_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PyramidMixerConfig.{name}={getattr(self, name)}: must be >= 0 (0 switches it off)")
+        check_branches(self.cross_behavior, self.cross_feature, self.fusion)
+
+
+class CarryMerge(nn.Module):
+    """Compresses a level's T tokens into C carry tokens by C masked softmax poolings over T.
+
+    The score of token t for carry token c is ``w_c · flat(x_t) + p_{t,c}`` (content plus a learned positional
+    prior, zero at start). Returns the carry tokens and their mask (True where the level had a real token).
+
+    Args:
+        num_tokens (int): T.
+        num_features (int): F.
+        dim (int): D.
+        carry_tokens (int): C.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Shapes: ``x: B X T X F X D``, ``mask: B X T`` -> ``B X C X F X D``, ``B X C``.
+    """
+
+    def __init__(
+        self, num_tokens: int, num_features: int, dim: int, carry_tokens: int, device: Optional[torch.device] = None
+    ) -> None:
+        super().__init__()
+        self.score = nn.Linear(num_features * dim, carry_tokens, device=device)
+        self.position = nn.Parameter(torch.zeros(num_tokens, carry_tokens, device=device))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        B, T, F, D = x.shape
+        flat = x.view(B, T, F * D)  # B X T X (F·D)
+        w = masked_softmax(self.score(flat) + self.position, mask[:, :, None], dim=1)  # B X T X C
+        carry = torch.bmm(w.transpose(1, 2), flat)  # B X C X T @ B X T X (F·D) -> B X C X (F·D)
+        C = carry.size(1)
+        return carry.view(B, C, F, D), mask.any(1, keepdim=True).expand(B, C)
+
+
+class CrossPeriodMixer(nn.Module):
+    """Multi-scale cross-period module: mixes the K period tokens along K, then along each token's F·D features.
+
+    Both steps are residual MLPs with a pre-norm over F X D; a period with no real token is zero in and out.
+
+    Args:
+        num_periods (int): K.
+        num_features (int): F.
+        dim (int): D.
+        expansion (int): hidden multiplier.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Shapes: ``p: B X K X F X D``, ``mask: B X K`` -> ``B X K X F X D``.
+    """
+
+    def __init__(
+        self, num_periods: int, num_features: int, dim: int, expansion: int, device: Optional[torch.device] = None
+    ) -> None:
+        super().__init__()
+        K, C = num_periods, num_features * dim
+        self.period_norm = nn.LayerNorm((num_features, dim), device=device)
+        self.period_down = nn.Linear(K, expansion * K, device=device)
+        self.period_up = nn.Linear(expansion * K, K, device=device)
+        self.feature_norm = nn.LayerNorm((num_features, dim), device=device)
+        self.feature_down = nn.Linear(C, expansion * C, device=device)
+        self.feature_up = nn.Linear(expansion * C, C, device=device)
+
+    def forward(self, p: Tensor, mask: Tensor) -> Tensor:
+        B, K, F, D = p.shape
+        empty = ~mask[:, :, None, None]  # B X K X 1 X 1
+        h = self.period_norm(p).masked_fill(empty, 0.0).view(B, K, F * D)  # B X K X (F·D)
+        u = functional.gelu(torch.einsum("hk,bkc->bhc", self.period_down.weight, h) + self.period_down.bias[:, None])
+        u = torch.einsum("kh,bhc->bkc", self.period_up.weight, u) + self.period_up.bias[:, None]  # B X K X (F·D)
+        p = p + u.view(B, K, F, D)
+        h = self.feature_norm(p).view(B, K, F * D)  # B X K X (F·D)
+        p = p + self.feature_up(functional.gelu(self.feature_down(h))).view(B, K, F, D)
+        return p.masked_fill(empty, 0.0)
+
+
+class PyramidMixer(nn.Module):
+    """The Pyramid Mixer interaction tower: history tokens and the candidate -> one vector per example.
+
+    Args:
+        config (PyramidMixerConfig): shape and ablation switches.
+        device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
+
+    Call with:
+        tokens (Tensor): B X S X F X D float, ``S = sum(level_tokens)``, levels concatenated short first, each
+            level's tokens most recent first; padded slots may hold anything.
+        mask (Tensor): B X S bool, True = real token.
+        target (Tensor): B X Ft X D, the candidate's embeddings from the same tables as the history
+            (ignored when ``target_aware=False``).
+
+    Returns:
+        Tensor: B X out_dim.
+
+    Example::
+
+        >>> config = PyramidMixerConfig(level_tokens=(4, 4, 4), num_features=3, dim=8, out_dim=16)
+        >>> tower = PyramidMixer(config)
+        >>> tokens, target = torch.randn(2, 12, 3, 8), torch.randn(2, 2, 8)
+        >>> mask = torch.arange(12) < torch.tensor([[12], [3]])  # B X S: a full and a short history
+        >>> tower(tokens, mask, target).shape
+        torch.Size([2, 16])
+    """
+
+    def __init__(self, config: PyramidMixerConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.config = config
+        K, C = len(config.level_tokens), config.carry_tokens
+        F, D = config.num_features, config.dim
+        self.levels = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.merges = nn.ModuleList()  # one per level that carries to a next one
+        for k, T_k in enumerate(config.level_tokens):
+            layer_config = MixerLayerConfig(
+                num_tokens=T_k + (C if k > 0 else 0),
+                num_features=F,
+                dim=D,
+                low_rank=config.low_rank,
+                expansion=config.expansion,
+                cross_behavior=config.cross_behavior,
+                cross_feature=config.cross_feature,
+                fusion=config.fusion,
+            )
+            self.levels.append(nn.ModuleList(MixerLayer(layer_config, device) for _ in range(config.layers_per_level)))
+            self.norms.append(nn.LayerNorm((F, D), device=device))
+            if C > 0 and k < K - 1:
+                self.merges.append(CarryMerge(layer_config.num_tokens, F, D, C, device))
+        self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
+        if config.target_aware:
+            self.query = nn.Linear(config.num_target_features * D, K * F * D, device=device)
+            self.learned_query = None
+        else:
+            self.query = None
+            self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
+        self.out = nn.Linear(2 * K * F * D, config.out_dim, device=device)
+
+    def _check(self, tokens: Tensor, mask: Tensor) -> None:
+        c = self.config
+        S, F, D = sum(c.level_tokens), c.num_features, c.dim
+        if tokens.dim() != 4 or tuple(tokens.shape[1:]) != (S, F, D):
+            raise ValueError(
+                f"tokens has shape {tuple(tokens.shape)}, expected B X {S} X {F} X {D} "
+                f"(sum(level_tokens={c.level_tokens}) X num_features X dim)"
+            )
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
+            raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {tuple(tokens.shape[:2])}")
+
+    def encode_levels(self, tokens: Tensor, mask: Tensor) -> List[Tensor]:
+        """Runs the pyramid; returns each level's own tokens after its mixer layers and norm.
+
+        Args:
+            tokens (Tensor): B X S X F X D, as for ``forward``.
+            mask (Tensor): B X S bool.
+
+        Returns:
+            List[Tensor]: K tensors ``B X T_k X F X D`` (carried tokens dropped), zero at padded slots.
+        """
+        self._check(tokens, mask)
+        level_tokens = self.config.level_tokens
+        tokens = tokens.masked_fill(~mask[:, :, None, None], 0.0)  # B X S X F X D; padding is zero from here on
+        outs: List[Tensor] = []
+        carry: Optional[Tuple[Tensor, Tensor]] = None
+        for k, (x, m) in enumerate(zip(tokens.split(level_tokens, 1), mask.split(level_tokens, 1))):
+            own_mask = m
+            if carry is not None:
+                x = torch.cat([carry[0], x], 1)  # B X (C + T_k) X F X D
+                m = torch.cat([carry[1], m], 1)  # B X (C + T_k)
+            for layer in self.levels[k]:
+                x = layer(x, m)
+            x = self.norms[k](x)
+            carry = self.merges[k](x, m) if k < len(self.merges) else None
+            own = x[:, x.size(1) - level_tokens[k] :]  # B X T_k X F X D
+            outs.append(own.masked_fill(~own_mask[:, :, None, None], 0.0))
+        return outs
+
+    def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        levels = self.encode_levels(tokens, mask)
+        masks = mask.split(self.config.level_tokens, 1)
+        B, K, F, D = tokens.size(0), len(levels), self.config.num_features, self.config.dim
+        if self.query is not None:
+            Ft = self.config.num_target_features
+            if tuple(target.shape) != (B, Ft, D):
+                raise ValueError(f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)}")
+            query = self.query(target.reshape(B, Ft * D)).view(B, K, F * D, 1)  # B X Ft·D -> B X K X (F·D) X 1
+        else:
+            query = self.learned_query[:, :, None]  # K X (F·D) X 1, the same for every example
+        pooled, periods = [], []
+        for k, (x, m) in enumerate(zip(levels, masks)):
+            flat = x.view(B, x.size(1), F * D)  # B X T_k X (F·D)
+            scores = torch.matmul(flat, query[..., k, :, :]).squeeze(-1) * (F * D) ** -0.5  # B X T_k
+            w = masked_softmax(scores, m, dim=1)
+            pooled.append(torch.bmm(w.unsqueeze(1), flat).squeeze(1))  # B X 1 X T_k @ B X T_k X (F·D) -> B X (F·D)
+            periods.append(masked_mean(flat, m))  # B X (F·D)
+        p = torch.stack(periods, 1).view(B, K, F, D)  # B X K X F X D
+        if self.cross_period is not None:
+            p = self.cross_period(p, torch.stack([m.any(1) for m in masks], 1))
+        return self.out(torch.cat(pooled + [p.view(B, K * F * D)], 1))  # B X 2·K·F·D -> B X out_dim

@@ -1,0 +1,77 @@
+"""Small hand-rolled Douyin-style tables for tests: random but valid rows in the default spec's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("author_id", pa.int64()),
+        ("request_time", pa.int64()),
+        ("item_category", pa.int64()),
+        ("item_tags", pa.list_(pa.int64())),
+        ("user_region", pa.int64()),
+        ("device", pa.int64()),
+        ("item_duration", pa.float32()),
+        ("user_active_days", pa.float32()),
+        ("click", pa.int8()),
+        ("finish", pa.int8()),
+        ("like", pa.int8()),
+        ("hist_item_id", pa.list_(pa.int64())),
+        ("hist_author_id", pa.list_(pa.int64())),
+        ("hist_action", pa.list_(pa.int64())),
+        ("hist_time", pa.list_(pa.int64())),
+        ("click_prob", pa.float32()),
+    ]
+)
+
+
+def random_rows(n: int, seed: int = 0, max_history: int = 400, users: int = 7) -> List[Dict[str, Any]]:
+    """``n`` valid rows; history lengths vary from 0 to ``max_history`` (times decreasing, before the request)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        L = int(rng.integers(0, max_history + 1)) if i % 5 else 0
+        t = 1_700_000_000 + int(rng.integers(0, 10 * 86400))
+        gaps = np.cumsum(rng.integers(1, 20_000, size=L))
+        rows.append(
+            {
+                "request_id": 1000 + i,
+                "user_id": int(rng.integers(1, users + 1)) * 7919,
+                "item_id": int(rng.integers(1, 500)),
+                "author_id": int(rng.integers(1, 50)),
+                "request_time": t,
+                "item_category": int(rng.integers(1, 20)),
+                "item_tags": [int(x) for x in rng.integers(1, 80, size=int(rng.integers(0, 4)))],
+                "user_region": int(rng.integers(1, 30)),
+                "device": int(rng.integers(1, 8)),
+                "item_duration": float(rng.uniform(5, 300)),
+                "user_active_days": float(rng.integers(0, 365)),
+                "click": int(rng.integers(0, 2)),
+                "finish": int(rng.integers(0, 2)),
+                "like": int(rng.integers(0, 2)),
+                "hist_item_id": [int(x) for x in rng.integers(1, 500, size=L)],
+                "hist_author_id": [int(x) for x in rng.integers(1, 50, size=L)],
+                "hist_action": [int(x) for x in rng.integers(1, 4, size=L)],
+                "hist_time": [t - int(g) for g in gaps],
+                "click_prob": float(rng.uniform()),
+            }
+        )
+    return rows
+
+
+def write_rows(
+    path: Path, rows: List[Dict[str, Any]], row_group_size: int = 64, schema: Optional[pa.Schema] = None
+) -> Path:
+    table = pa.Table.from_pylist(rows, schema=schema or SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
