@@ -70,6 +70,13 @@ def oracle_columns(spec: FeatureSpec, schema: pa.Schema) -> Dict[str, str]:
     }
 
 
+def type_name(t: pa.DataType) -> str:
+    """``list<string>`` rather than Arrow's ``list<element: string>``."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{type_name(t.value_type)}>"
+    return str(t)
+
+
 def validate_schema(schema: pa.Schema, spec: FeatureSpec, path: str) -> None:
     """Raises ``SchemaError`` naming the file and column for the first missing or mistyped column."""
     for column, check, expected, entry in expected_columns(spec):
@@ -81,7 +88,7 @@ def validate_schema(schema: pa.Schema, spec: FeatureSpec, path: str) -> None:
         found = schema.field(column).type
         if not check(found):
             raise SchemaError(
-                f"{path}: column {column!r} is {found}, expected {expected} "
+                f"{path}: column {column!r} is {type_name(found)}, expected {expected} "
                 f"(see feature spec '{entry}' in {spec.source})"
             )
 

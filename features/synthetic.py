@@ -31,7 +31,7 @@ The world (fixed per seed)
 Users (fixed per seed)
 ----------------------
 * Activity ``r_u ~ LogNormal(log behaviours_per_day, activity_sigma)`` behaviours per day, from a start
-  day: ``new_user_share`` of users join in the last ``impression_days + 2`` days (short or empty
+  day: ``new_user_share`` of users join in the last ``impression_days + 1`` days (short or empty
   histories), 60 % of the others at day 0, the rest later (but two weeks before the impression window).
 * Impressions per user ``~ Multinomial(rows, ∝ sqrt(r_u) * days active in the impression window)``.
 * Region (Zipf), device (Zipf), a click bias ``b_u ~ N(0, user_bias_std)``.
@@ -192,7 +192,7 @@ class SyntheticConfig:
             random streams, so changing it changes the data.
         behaviours_per_day: median engaged behaviours per user per active day.
         activity_sigma: log-normal spread of user activity.
-        new_user_share: share of users who join in the last ``impression_days + 2`` days.
+        new_user_share: share of users who join in the last ``impression_days + 1`` days.
         session_length: mean behaviours per session.
         anchor_share: share of impressions placed right after a behaviour (inside a session).
         author_focus: probability that an item is in its author's main category.
@@ -236,23 +236,23 @@ class SyntheticConfig:
     row_group_rows: int = 20_000
     users_per_chunk: int = 256
     # activity and the world
-    behaviours_per_day: float = 2.0
+    behaviours_per_day: float = 8.0
     activity_sigma: float = 1.0
-    new_user_share: float = 0.08
+    new_user_share: float = 0.12
     session_length: float = 6.0
     anchor_share: float = 0.9
-    author_focus: float = 0.85
+    author_focus: float = 0.7
     item_zipf: float = 0.9
     # the three periods
     middle_period_days: float = 14.0
     burst_hours: float = 6.0
-    burst_prob: float = 0.3
+    burst_prob: float = 0.35
     behaviour_burst_share: float = 0.6
     # exposure (candidate) mixture
-    exposure_short: float = 0.2
+    exposure_short: float = 0.25
     exposure_middle: float = 0.15
     exposure_long: float = 0.2
-    exposure_author: float = 0.07
+    exposure_author: float = 0.12
     # planted click effects
     click_bias: float = -3.0
     long_weight: float = 2.4
@@ -260,7 +260,7 @@ class SyntheticConfig:
     short_weight: float = 2.0
     short_author_weight: float = 0.6
     author_weight: float = 1.5
-    off_category_author_weight: float = -0.6
+    off_category_author_weight: float = -1.0
     region_weight: float = 0.3
     popularity_weight: float = 0.35
     item_quality_std: float = 0.3
@@ -503,7 +503,7 @@ def item_catalog(config: SyntheticConfig) -> pa.Table:
     Example::
 
         >>> cat = item_catalog(SyntheticConfig(items=500, authors=50, categories=8))
-        >>> cat.num_rows, cat.column("item_category").to_numpy().max() <= 8
+        >>> cat.num_rows, int(cat.column("item_category").to_numpy().max()) <= 8
         (500, True)
     """
     w = _build_world(config)
@@ -603,7 +603,7 @@ def _build_users(cfg: SyntheticConfig) -> _Users:
     rate = np.exp(rng.normal(np.log(cfg.behaviours_per_day), cfg.activity_sigma, size=U))
     kind = rng.random(U)
     late_span = max(cfg.days - cfg.impression_days - 14, 0) * _DAY
-    new_lo = max(window - 2 * _DAY, 0)
+    new_lo = max(window - _DAY, 0)
     start = np.where(kind < 0.6, 0.0, rng.random(U) * late_span)
     is_new = rng.random(U) < cfg.new_user_share
     start = np.where(is_new, new_lo + rng.random(U) * (end - _DAY // 2 - new_lo), start).astype(np.int64)
@@ -768,7 +768,7 @@ def _behaviour_sources(rng: np.random.Generator, cfg: SyntheticConfig, in_burst:
 def _actions(rng: np.random.Generator, m: _Matches) -> np.ndarray:
     """Action codes: like / finish / click with probabilities growing with the match strength."""
     strength = m.long + m.middle + m.short + m.fav_on
-    p_like = 0.04 + 0.06 * strength + 0.15 * m.fav_on
+    p_like = 0.04 + 0.06 * strength + 0.35 * m.fav_on
     p_finish = 0.20 + 0.08 * strength
     u = rng.random(strength.shape[0])
     return np.where(u < p_like, ACTION_LIKE, np.where(u < p_like + p_finish, ACTION_FINISH, ACTION_CLICK))

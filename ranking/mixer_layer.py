@@ -88,8 +88,9 @@ def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
 
 
 class ChannelMlp(nn.Module):
-    """Residual MLP along the channels: ``z + W2 act(W1 LN(z))``, W1: D -> expansion·D, shared by every token
-    and feature; LN is over F X D per token.
+    """Residual MLP along the channels: ``z + W2 act(W1 LN(z) + b1)``, W1: D -> expansion·D, shared by every token
+    and feature; LN is over F X D per token. The residual add is fused into the second matmul (``addmm``),
+    which therefore has no bias.
 
     Args:
         num_features (int): F.
@@ -97,17 +98,19 @@ class ChannelMlp(nn.Module):
         expansion (int): hidden multiplier.
         device (Optional[torch.device]): where to allocate parameters.
 
-    Shapes: ``B X T X F X D -> B X T X F X D``.
+    Shapes: ``B X T X F X D -> B X T X F X D`` (``z`` contiguous).
     """
 
     def __init__(self, num_features: int, dim: int, expansion: int, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.norm = nn.LayerNorm((num_features, dim), device=device)
         self.fc1 = nn.Linear(dim, expansion * dim, device=device)
-        self.fc2 = nn.Linear(expansion * dim, dim, device=device)
+        self.fc2 = nn.Linear(expansion * dim, dim, bias=False, device=device)
 
     def forward(self, z: Tensor) -> Tensor:
-        return z + self.fc2(functional.gelu(self.fc1(self.norm(z))))
+        B, T, F, D = z.shape
+        hidden = functional.gelu(self.fc1(self.norm(z))).view(B * T * F, -1)  # (B·T·F) X expansion·D
+        return torch.addmm(z.reshape(B * T * F, D), hidden, self.fc2.weight.t()).view(B, T, F, D)
 
 
 class CrossBehaviorMixer(nn.Module):
@@ -126,7 +129,7 @@ class CrossBehaviorMixer(nn.Module):
         T = config.num_tokens
         rank = min(config.low_rank, T) if config.low_rank > 0 else T
         self.token_down = nn.Linear(T, rank, device=device)  # V: r X T
-        self.token_up = nn.Linear(rank, T, device=device)  # U: T X r
+        self.token_up = nn.Linear(rank, T, bias=False, device=device)  # U: T X r
         self.channel = ChannelMlp(config.num_features, config.dim, config.expansion, device)
 
     def forward(self, z: Tensor, h: Tensor, mask: Tensor) -> Tensor:
@@ -143,9 +146,9 @@ class CrossBehaviorMixer(nn.Module):
         h = h.view(B, T, F * D)  # B X T X (F·D)
         u = torch.einsum("rt,btc->brc", self.token_down.weight, h)  # B X r X (F·D), one matmul over B·F·D
         u = functional.gelu(u + self.token_down.bias[:, None])
-        u = torch.einsum("tr,brc->btc", self.token_up.weight, u) + self.token_up.bias[:, None]  # B X T X (F·D)
-        u = u.view(B, T, F, D).masked_fill(~mask[:, :, None, None], 0.0)  # B X T X F X D
-        return self.channel(z + u)
+        u = torch.einsum("tr,brc->btc", self.token_up.weight, u)  # B X T X (F·D)
+        z = torch.addcmul(z, u.view(B, T, F, D), mask[:, :, None, None].to(z.dtype))  # zero at padded tokens
+        return self.channel(z)
 
 
 class CrossFeatureMixer(nn.Module):
@@ -163,13 +166,13 @@ class CrossFeatureMixer(nn.Module):
         F, D, r = config.num_features, config.dim, config.low_rank
         hidden = config.expansion * F * (min(r, D) if r > 0 else D)
         self.feature_down = nn.Linear(F * D, hidden, device=device)
-        self.feature_up = nn.Linear(hidden, F * D, device=device)
+        self.feature_up = nn.Linear(hidden, F * D, bias=False, device=device)
 
     def forward(self, z: Tensor, h: Tensor) -> Tensor:
         """``z, h: B X T X F X D`` (``h = LN(z)``) -> ``B X T X F X D``; acts on each token alone."""
         B, T, F, D = z.shape
-        u = self.feature_up(functional.gelu(self.feature_down(h.view(B, T, F * D))))  # B X T X (F·D)
-        return z + u.view(B, T, F, D)
+        u = functional.gelu(self.feature_down(h.view(B * T, F * D)))  # (B·T) X hidden
+        return torch.addmm(z.reshape(B * T, F * D), u, self.feature_up.weight.t()).view(B, T, F, D)  # residual fused
 
 
 class FusionGate(nn.Module):
@@ -194,7 +197,7 @@ class FusionGate(nn.Module):
         B, T, F, D = cb.shape
         summary = torch.cat([masked_mean(cb.view(B, T, F * D), mask), masked_mean(cf.view(B, T, F * D), mask)], 1)
         a = torch.sigmoid(self.proj(summary)).view(B, 1, F, 1)  # B X 2·F·D -> B X F -> B X 1 X F X 1
-        return cf + a * (cb - cf)
+        return torch.lerp(cf, cb, a)  # cf + a * (cb - cf)
 
 
 class MixerLayer(nn.Module):
@@ -229,14 +232,11 @@ class MixerLayer(nn.Module):
         Returns:
             Tensor: B X T X F X D, zero at padded tokens.
         """
-        padded = ~mask[:, :, None, None]  # B X T X 1 X 1
-        h = self.norm(z).masked_fill(padded, 0.0)
+        h = self.norm(z).masked_fill(~mask[:, :, None, None], 0.0)  # B X T X F X D
         if self.cf is None:
-            y = self.cb(z, h, mask)
-        elif self.cb is None:
-            y = self.cf(z, h)
-        elif self.gate is None:
-            y = self.cb(z, h, mask) + self.cf(z, h) - z
-        else:
-            y = self.gate(self.cb(z, h, mask), self.cf(z, h), mask)
-        return y.masked_fill(padded, 0.0)
+            return self.cb(z, h, mask)
+        if self.cb is None:
+            return self.cf(z, h)
+        if self.gate is None:
+            return (self.cb(z, h, mask) + self.cf(z, h)).sub_(z)
+        return self.gate(self.cb(z, h, mask), self.cf(z, h), mask)

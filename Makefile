@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with Python 3.10+ and make:
+#   make demo   installs (creating .venv if absent) and runs generate -> train -> eval on generated logs
+#   make test   installs and runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?=
+STAMP  := $(VENV)/.installed
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements/cpu.txt requirements/torchrec.txt requirements/test.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements/cpu.txt -r requirements/test.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/torchrec.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import fbgemm_gpu, torchrec; print('installed: torchrec', torchrec.__version__)"
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/pmx-generate $(CONFIG_ARG)
+	$(BIN)/pmx-train $(CONFIG_ARG)
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf runs data .pytest_cache

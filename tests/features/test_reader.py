@@ -1,0 +1,138 @@
+"""The streaming reader against a slow reference built row by row from ``pyarrow.Table.to_pylist()``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pyramid_mixer.features.kjt_builder import TIME_GAP_FEATURE, hash_ids, kjt_keys, token_key
+from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.spec import FeatureSpec, default_spec
+from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout, time_gap_bucket
+from tests.logs import SCHEMA, random_rows, write_rows
+
+LAYOUT = PyramidLayout(levels=(LevelSpec(0, 8, 1), LevelSpec(8, 40, 4), LevelSpec(40, 200, 20)))
+
+
+def _h(spec: FeatureSpec, table: str, hashing: str, ids: List[int]) -> List[int]:
+    return hash_ids(np.array(ids, dtype=np.int64), spec.table(table).num_embeddings, hashing).tolist()
+
+
+def reference_bags(row: Dict, spec: FeatureSpec, layout: PyramidLayout) -> Dict[str, List[int]]:
+    """The bag of every KJT key for one row, computed the slow, obvious way."""
+    bags = {}
+    for f in spec.sparse:
+        ids = row[f.column] if f.multi_valued else [row[f.column]]
+        bags[f.name] = _h(spec, f.table, f.hashing, ids)
+    hist = {f.name: row[f.column] for f in spec.sequence.fields}
+    ages = [row[spec.request_time] - t for t in row[spec.sequence.time_column]]
+    slots = layout.slot_names()
+    s = 0
+    for lv in layout.levels:
+        for t in range(lv.tokens):
+            lo, hi = lv.start + t * lv.group, lv.start + (t + 1) * lv.group
+            for f in spec.sequence.fields:
+                bags[token_key(f.name, slots[s])] = _h(spec, f.table, f.hashing, hist[f.name][lo:hi])
+            gap_rows = spec.table(spec.sequence.time_gap_table).num_embeddings
+            bags[token_key(TIME_GAP_FEATURE, slots[s])] = time_gap_bucket(np.array(ages[lo:hi]), gap_rows).tolist()
+            s += 1
+    return bags
+
+
+def test_batches_equal_slow_reference(tmp_path: Path) -> None:
+    spec = default_spec()
+    rows_a, rows_b = random_rows(150, seed=1), random_rows(90, seed=2)
+    for i, r in enumerate(rows_b):
+        r["request_id"] = 5000 + i
+    write_rows(tmp_path / "a.parquet", rows_a, row_group_size=37)
+    write_rows(tmp_path / "b.parquet", rows_b, row_group_size=50)
+    expected = pa.concat_tables([pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")])
+    expected_rows = expected.to_pylist()
+
+    reader = ParquetReader([tmp_path], spec, LAYOUT, batch_size=64)
+    seen = 0
+    sizes = []
+    for batch in reader:
+        B = batch.batch_size
+        sizes.append(B)
+        kjt = batch.sparse_features
+        assert kjt.keys() == kjt_keys(spec, LAYOUT)
+        per_key = kjt.to_dict()
+        for b in range(B):
+            row = expected_rows[seen + b]
+            ref = reference_bags(row, spec, LAYOUT)
+            for key, bag in ref.items():
+                jt = per_key[key]
+                lo, hi = int(jt.offsets()[b]), int(jt.offsets()[b + 1])
+                assert jt.values()[lo:hi].tolist() == bag, (key, b)
+            assert batch.request_ids[b] == row["request_id"]
+            assert batch.group_ids[b] == row["user_id"]
+            assert batch.labels[b].tolist() == [row["click"], row["finish"], row["like"]]
+            assert batch.dense_features[b, 0].item() == pytest.approx(math.log1p(row["item_duration"]), rel=1e-5)
+            assert batch.oracle[b, 0].item() == pytest.approx(row["click_prob"], rel=1e-6)
+            assert math.isnan(batch.oracle[b, 1].item())  # no finish_prob column in this data
+            assert batch.history_length[b] == min(len(row["hist_time"]), LAYOUT.coverage)
+        seen += B
+    assert seen == len(expected_rows) == 240
+    assert sizes == [64, 64, 64, 48]  # re-cut across row groups and files; only the last is short
+    assert reader.stats.rows_read == reader.stats.rows_used == 240
+    assert reader.stats.rows_rejected == 0
+
+
+def test_history_beyond_coverage_is_truncated_and_counted_in_length(tmp_path: Path) -> None:
+    rows = random_rows(20, seed=3, max_history=600)
+    write_rows(tmp_path / "a.parquet", rows)
+    batch = next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=20)))
+    assert int(batch.history_length.max()) == LAYOUT.coverage == 200
+    lengths = batch.sparse_features.lengths().view(-1, 20)
+    assert int(lengths.sum()) > 0
+
+
+def test_reader_is_reiterable_and_counts_each_pass(tmp_path: Path) -> None:
+    write_rows(tmp_path / "a.parquet", random_rows(30))
+    reader = ParquetReader([tmp_path / "a.parquet"], default_spec(), LAYOUT, batch_size=8)
+    for _ in range(2):
+        assert sum(b.batch_size for b in reader) == 30
+        assert reader.stats.rows_read == 30
+
+
+def test_bad_rows_are_rejected_and_counted(tmp_path: Path) -> None:
+    rows = random_rows(40, seed=4, max_history=30)
+    rows[1]["click"] = None
+    rows[2]["item_duration"] = float("nan")
+    rows[3]["item_id"] = -5
+    rows[4]["hist_author_id"] = rows[4]["hist_author_id"] + [1]  # unequal list lengths
+    rows[6]["hist_time"] = [rows[6]["request_time"] + 10] + rows[6]["hist_time"][1:]  # from the future
+    if not rows[6]["hist_time"][1:]:
+        rows[6]["hist_item_id"], rows[6]["hist_author_id"], rows[6]["hist_action"] = [1], [1], [1]
+    write_rows(tmp_path / "a.parquet", rows)
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=16)
+    used = sum(b.batch_size for b in reader)
+    s = reader.stats
+    assert used == s.rows_used == 35
+    assert s.rows_read == 40 == s.rows_used + s.rows_rejected
+    assert dict(s.rejected) == {
+        "null click": 1,
+        "non-finite dense": 1,
+        "negative id item_id": 1,
+        "unequal history lengths": 1,
+        "history time after request": 1,
+    }
+
+
+def test_row_filter_selects_rows(tmp_path: Path) -> None:
+    import pyarrow.compute as pc
+
+    rows = random_rows(50, seed=5)
+    write_rows(tmp_path / "a.parquet", rows)
+    cutoff = sorted(r["request_time"] for r in rows)[30]
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, row_filter=pc.field("request_time") < cutoff)
+    assert sum(b.batch_size for b in reader) == 30
+
+
