@@ -10,7 +10,8 @@ Everything is drawn from numpy generators seeded by ``(seed, stream)``; the same
 byte-identical table contents. The work is vectorised and streamed: users are processed in chunks of
 ``users_per_chunk`` (a chunk's behaviour timeline and impressions are built with array operations, the
 history lists are gathered with ``searchsorted`` and index arithmetic), and rows leave through a
-``ParquetWriter`` in row groups of ``row_group_rows``; memory is bounded by a chunk, never the table.
+``ParquetWriter`` in row groups of ``row_group_rows``; memory is bounded by a chunk and a row group
+(``row_group_rows`` x mean history length x 32 bytes), never the table.
 ``max_history`` consumes no randomness: two configs that differ only in the cap write the same rows,
 with histories truncated to a different length.
 
@@ -56,7 +57,16 @@ probability 0.35, else an item of its category); otherwise middle term (0.30), l
 a favourite author (0.12) or a popular item (0.18). Category sources take an item by popularity within
 the category. The action code grows with the match of the item to the user's state at that time, with
 ``m = L_u(c) + [c in middle] + [c == burst category] + [favourite author on its main category]``:
-``P(like=3) = 0.04 + 0.06 m + 0.15 [fav on-category]``, ``P(finish=2) = 0.20 + 0.08 m``, else click=1.
+``P(like=3) = 0.04 + 0.06 m + 0.35 [fav on-category]``, ``P(finish=2) = 0.20 + 0.08 m``, else click=1.
+So a favourite author shows in the history as an author that is often *liked* (an author x action
+cross inside one behaviour), while a burst author is recent but mostly clicked.
+
+Where the periods sit in the history, for the default activity (median 8 behaviours a day): the
+burst is the head of the history (the current session, a handful of positions), the current middle
+period began 0-14 days ago (up to ~110 positions for the median user, i.e. the short and middle
+levels of a pyramid ``[0, 32) / [32, 288) / [288, 2336)``), the long-term taste is spread over all
+of it (about a thousand positions for the median user; ~25 % of rows reach a cap of 2336, ~4 % have
+fewer than 32 behaviours, mostly new users).
 
 Impressions and labels
 ----------------------
@@ -101,6 +111,12 @@ off its main category *lowers* the click), and all of them only by comparing the
 per-impression noise is inside the oracle probabilities but not in the inputs, so a perfect model
 scores below the oracle AUC. Ids are 1-based; 0 never occurs.
 
+With the defaults (200,000 rows) the click rate is ~0.31, finish ~0.19, like ~0.09 and the oracle
+click AUC ~0.82. Subtracting one planted term from the oracle logit (a rough view of what a model
+blind to it loses) gives AUC ~0.76 without the long term, ~0.79 without the middle term, ~0.78
+without the short term (burst category and author), ~0.80 without the favourite-author terms and
+~0.81 when the off-category sign is ignored (the author x category cross, 2.6 % of rows).
+
 Rows are grouped by user chunk in the files and sorted by ``request_time`` within a chunk; readers
 should shuffle for training. ``request_id`` is the 1-based row number in write order.
 
@@ -119,7 +135,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -389,14 +405,15 @@ def _zipf_weights(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
     return w / w.sum()
 
 
-def _group_bounds(sorted_groups: np.ndarray, n_groups: int) -> tuple:
+def _group_bounds(sorted_groups: np.ndarray, n_groups: int) -> Tuple[np.ndarray, ...]:
     """Returns ``(start, count)`` arrays of length ``n_groups + 1`` for 1-based sorted group ids."""
     count = np.bincount(sorted_groups, minlength=n_groups + 1).astype(np.int64)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     return start, count
 
 
-def _build_items(rng: np.random.Generator, cfg: SyntheticConfig, category_share: np.ndarray) -> tuple:
+def _build_items(rng: np.random.Generator, cfg: SyntheticConfig,
+                 category_share: np.ndarray) -> Tuple[np.ndarray, ...]:
     """Returns ``(author_main [A+1], item_author [I+1], item_category [I+1])``."""
     C, A, I = cfg.categories, cfg.authors, cfg.items
     author_main = np.zeros(A + 1, np.int64)
@@ -413,7 +430,8 @@ def _build_items(rng: np.random.Generator, cfg: SyntheticConfig, category_share:
     return author_main, item_author, item_category
 
 
-def _build_tags(rng: np.random.Generator, item_category: np.ndarray, categories: int) -> tuple:
+def _build_tags(rng: np.random.Generator, item_category: np.ndarray,
+                categories: int) -> Tuple[np.ndarray, ...]:
     """Returns ``(tag_offsets [I+2], tag_values)``: 1-4 tags per item, mostly of its category."""
     n_items = item_category.shape[0]  # I + 1, item 0 gets tags too (unused)
     n_tags = rng.integers(1, 5, size=n_items)
@@ -628,7 +646,7 @@ class _Interests:
     burst_author: np.ndarray  # [n, B] burst author per block (0 = no burst)
 
 
-def _period_count(cfg: SyntheticConfig) -> tuple:
+def _period_count(cfg: SyntheticConfig) -> Tuple[float, int, int, int]:
     """Returns ``(middle period seconds, periods, burst block seconds, blocks)`` covering the span."""
     period_s = cfg.middle_period_days * _DAY
     block_s = int(round(cfg.burst_hours * 3600)) or 1
@@ -738,7 +756,7 @@ class _Timeline:
 
 
 def _session_times(rng: np.random.Generator, cfg: SyntheticConfig, rate: np.ndarray,
-                   start: np.ndarray) -> tuple:
+                   start: np.ndarray) -> Tuple[np.ndarray, ...]:
     """Returns ``(local user, time)`` of every behaviour of ``n`` users, unsorted."""
     end = cfg.days * _DAY
     span = (end - start).astype(np.float64)
@@ -815,7 +833,8 @@ def _request_times(rng: np.random.Generator, cfg: SyntheticConfig, tl: _Timeline
     anchored = (n_window > 0) & (rng.random(rows) < cfg.anchor_share)
     pick = lo[row_user] + (rng.random(rows) * n_window).astype(np.int64)
     gap = 1 + rng.exponential(20.0, size=rows).astype(np.int64)
-    t_anchor = tl.time[np.clip(pick, 0, max(tl.time.shape[0] - 1, 0))] if tl.time.shape[0] else np.zeros(rows, np.int64)
+    times = tl.time if tl.time.shape[0] else np.zeros(1, np.int64)  # a chunk without behaviours
+    t_anchor = times[np.clip(pick, 0, times.shape[0] - 1)]
     lo_t = np.maximum(start[row_user], window)
     t_uniform = lo_t + (rng.random(rows) * (end - lo_t)).astype(np.int64)
     return np.where(anchored, np.minimum(t_anchor + gap, end - 1), t_uniform)
@@ -913,8 +932,7 @@ def _build_impressions(rng: np.random.Generator, cfg: SyntheticConfig, world: _W
 # arrow tables and the streaming writer
 
 
-
-def _gather_positions(start: np.ndarray, length: np.ndarray, step: int) -> tuple:
+def _gather_positions(start: np.ndarray, length: np.ndarray, step: int) -> Tuple[np.ndarray, ...]:
     """Returns ``(offsets int32 [R+1], positions)`` with row r's positions ``start[r] + step * j``.
 
     Args:
@@ -940,18 +958,24 @@ def _rows_table(cfg: SyntheticConfig, world: _World, tl: _Timeline, imp: _Impres
     cols = {k: v[lo:hi] for k, v in imp.columns.items()}
     cols["request_id"] = np.arange(first_id, first_id + hi - lo, dtype=np.int64)
     item = cols["item_id"]
-    tag_off, tag_pos = _gather_positions(world.tag_offsets[item], world.tag_offsets[item + 1] - world.tag_offsets[item], 1)
+    tag_start = world.tag_offsets[item]
+    tag_off, tag_pos = _gather_positions(tag_start, world.tag_offsets[item + 1] - tag_start, 1)
     cols["item_tags"] = _list_column(tag_off, world.tag_values[tag_pos])
     hist_off, pos = _gather_positions(imp.last[lo:hi], imp.length[lo:hi], -1)
     cols["hist_item_id"] = _list_column(hist_off, tl.item[pos])
     cols["hist_author_id"] = _list_column(hist_off, tl.author[pos])
     cols["hist_action"] = _list_column(hist_off, tl.action[pos])
     cols["hist_time"] = _list_column(hist_off, cfg.start_time + tl.time[pos])
-    arrays = [c if isinstance(c, pa.Array) else pa.array(c, f.type) for f, c in ((f, cols[f.name]) for f in SCHEMA)]
+    arrays = [_as_arrow(cols[field.name], field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _sub_batches(length: np.ndarray, budget: int) -> List[tuple]:
+def _as_arrow(column: Union[np.ndarray, pa.Array], type_: pa.DataType) -> pa.Array:
+    """Returns ``column`` as an arrow array of ``type_`` (list columns are built already)."""
+    return column if isinstance(column, pa.Array) else pa.array(column, type_)
+
+
+def _sub_batches(length: np.ndarray, budget: int) -> List[Tuple[int, int]]:
     """Splits rows into consecutive ``(lo, hi)`` ranges holding at most ~``budget`` history elements."""
     cum = np.cumsum(length)
     bounds, lo = [], 0
@@ -965,7 +989,8 @@ def _sub_batches(length: np.ndarray, budget: int) -> List[tuple]:
 
 class _PartWriter:
     """Streams tables into ``part-NNNNN.parquet`` files of ``rows_per_file`` rows, in row groups of
-    ``row_group_rows`` (a file's last group may be smaller); holds at most one row group in waiting."""
+    ``row_group_rows`` (a file's last group may be smaller); it queues less than one row group beyond
+    the table being written."""
 
     def __init__(self, out_dir: Path, rows_per_file: int, row_group_rows: int) -> None:
         self.out_dir, self.rows_per_file, self.row_group_rows = out_dir, rows_per_file, row_group_rows
@@ -981,6 +1006,13 @@ class _PartWriter:
         self._pending_rows += table.num_rows
         while self._pending_rows >= self._group_size():
             self._flush(self._group_size())
+
+    def abort(self) -> None:
+        """Closes the open file without writing what is queued (after an error)."""
+        self._pending, self._pending_rows = [], 0
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def close(self) -> None:
         """Writes what is left and closes the last file."""
@@ -1084,8 +1116,10 @@ def generate(config: SyntheticConfig, out_dir: Union[str, Path],
             likes += int(imp.columns["like"].sum())
             if progress is not None:
                 progress(written)
-    finally:
-        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     click = np.concatenate(clicks)
     return GenerateSummary(
         rows=written,

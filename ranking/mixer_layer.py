@@ -14,8 +14,12 @@ decomposition** against over-parameterisation. The equations are ours (see
   and per feature; the pooled summaries are masked means over the real tokens (our choice of gate input).
   ``"sum"`` adds both branches' updates to one skip path, ``Y = Z + (CB(Z) - Z) + (CF(Z) - Z)``.
 
-Both branches share the layer's pre-norm ``LN(Z)`` (over F X D per token). Padded tokens are zeroed after
-the norm, so the token mixing never reads them, and the layer's output is zero there again.
+Layout: tokens are **time-major**, ``T X B X F X D`` (as ``nn.GRU`` without ``batch_first``), so that the token
+mixing is one plain matmul ``(r X T) @ (T X B·F·D)`` and every per-token MLP one matmul over ``T·B`` rows,
+with no permute copy anywhere. Both branches share the layer's pre-norm ``LN(Z)`` (over F X D per token).
+Padded tokens are zeroed after the norm, so the token mixing never reads them, and the token mixing's
+output is zeroed there again. A padded slot of a layer's output holds a finite value that no real token
+ever reads; pool with the mask.
 """
 
 from dataclasses import dataclass
@@ -73,11 +77,16 @@ class MixerLayerConfig:
         check_branches(self.cross_behavior, self.cross_feature, self.fusion)
 
 
+def pool_tokens(x: Tensor, weights: Tensor) -> Tensor:
+    """K weighted sums over the tokens: ``x: T X B X C``, ``weights: T X B X K`` -> ``B X K X C`` (one bmm)."""
+    return torch.bmm(weights.permute(1, 2, 0), x.transpose(0, 1))  # B X K X T @ B X T X C -> B X K X C
+
+
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x: B X T X C`` over the tokens where ``mask: B X T`` is True; zeros where none is."""
-    w = mask.to(x.dtype)  # B X T
-    w = w / w.sum(1, keepdim=True).clamp(min=1.0)
-    return torch.bmm(w.unsqueeze(1), x).squeeze(1)  # B X 1 X T @ B X T X C -> B X C
+    """Mean of ``x: T X B X C`` over the tokens where ``mask: T X B`` is True -> ``B X C``; zeros where none is."""
+    w = mask.to(x.dtype)  # T X B
+    w = w / w.sum(0).clamp(min=1.0)
+    return (x * w[:, :, None]).sum(0)  # T X B X C -> B X C
 
 
 def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
@@ -98,7 +107,7 @@ class ChannelMlp(nn.Module):
         expansion (int): hidden multiplier.
         device (Optional[torch.device]): where to allocate parameters.
 
-    Shapes: ``B X T X F X D -> B X T X F X D`` (``z`` contiguous).
+    Shapes: ``T X B X F X D -> T X B X F X D``.
     """
 
     def __init__(self, num_features: int, dim: int, expansion: int, device: Optional[torch.device] = None) -> None:
@@ -108,16 +117,16 @@ class ChannelMlp(nn.Module):
         self.fc2 = nn.Linear(expansion * dim, dim, bias=False, device=device)
 
     def forward(self, z: Tensor) -> Tensor:
-        B, T, F, D = z.shape
-        hidden = functional.gelu(self.fc1(self.norm(z))).view(B * T * F, -1)  # (B·T·F) X expansion·D
-        return torch.addmm(z.reshape(B * T * F, D), hidden, self.fc2.weight.t()).view(B, T, F, D)
+        T, B, F, D = z.shape
+        hidden = functional.gelu(self.fc1(self.norm(z))).view(T * B * F, -1)  # (T·B·F) X expansion·D
+        return torch.addmm(z.reshape(T * B * F, D), hidden, self.fc2.weight.t()).view(T, B, F, D)
 
 
 class CrossBehaviorMixer(nn.Module):
     """CB: low-rank token mixing along T for every (feature, channel), then a channel MLP.
 
-    The token mixing is two matmuls over all F·D columns at once, ``V @ h`` and ``U @ act(.)``, with
-    ``h = LN(Z)`` (padded tokens zero); its output is zeroed at padded tokens before the residual add.
+    The token mixing is two matmuls over all B·F·D columns at once, ``V @ h`` and ``U @ act(.)``, with
+    ``h = LN(Z)`` (padded tokens zero); its output is zeroed at padded tokens in the residual add.
 
     Args:
         config (MixerLayerConfig): shape and rank.
@@ -135,20 +144,17 @@ class CrossBehaviorMixer(nn.Module):
     def forward(self, z: Tensor, h: Tensor, mask: Tensor) -> Tensor:
         """
         Args:
-            z (Tensor): B X T X F X D, the layer input (zero at padded tokens).
-            h (Tensor): B X T X F X D, ``LN(z)`` with padded tokens zeroed.
-            mask (Tensor): B X T bool, True = real token.
+            z (Tensor): T X B X F X D, the layer input.
+            h (Tensor): T X B X F X D, ``LN(z)`` with padded tokens zeroed.
+            mask (Tensor): T X B bool, True = real token.
 
         Returns:
-            Tensor: B X T X F X D.
+            Tensor: T X B X F X D.
         """
-        B, T, F, D = z.shape
-        h = h.view(B, T, F * D)  # B X T X (F·D)
-        u = torch.einsum("rt,btc->brc", self.token_down.weight, h)  # B X r X (F·D), one matmul over B·F·D
-        u = functional.gelu(u + self.token_down.bias[:, None])
-        u = torch.einsum("tr,brc->btc", self.token_up.weight, u)  # B X T X (F·D)
-        z = torch.addcmul(z, u.view(B, T, F, D), mask[:, :, None, None].to(z.dtype))  # zero at padded tokens
-        return self.channel(z)
+        T, B, F, D = z.shape
+        u = torch.addmm(self.token_down.bias[:, None], self.token_down.weight, h.view(T, B * F * D))  # r X (B·F·D)
+        u = torch.mm(self.token_up.weight, functional.gelu(u)).view(T, B, F, D)  # T X (B·F·D) -> T X B X F X D
+        return self.channel(torch.addcmul(z, u, mask[:, :, None, None].to(z.dtype)))  # zero at padded tokens
 
 
 class CrossFeatureMixer(nn.Module):
@@ -169,10 +175,10 @@ class CrossFeatureMixer(nn.Module):
         self.feature_up = nn.Linear(hidden, F * D, bias=False, device=device)
 
     def forward(self, z: Tensor, h: Tensor) -> Tensor:
-        """``z, h: B X T X F X D`` (``h = LN(z)``) -> ``B X T X F X D``; acts on each token alone."""
-        B, T, F, D = z.shape
-        u = functional.gelu(self.feature_down(h.view(B * T, F * D)))  # (B·T) X hidden
-        return torch.addmm(z.reshape(B * T, F * D), u, self.feature_up.weight.t()).view(B, T, F, D)  # residual fused
+        """``z, h: T X B X F X D`` (``h = LN(z)``) -> ``T X B X F X D``; acts on each token alone."""
+        T, B, F, D = z.shape
+        u = functional.gelu(self.feature_down(h.view(T * B, F * D)))  # (T·B) X hidden
+        return torch.addmm(z.reshape(T * B, F * D), u, self.feature_up.weight.t()).view(T, B, F, D)  # + residual
 
 
 class FusionGate(nn.Module):
@@ -193,10 +199,10 @@ class FusionGate(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, cb: Tensor, cf: Tensor, mask: Tensor) -> Tensor:
-        """``cb, cf: B X T X F X D``, ``mask: B X T`` -> ``B X T X F X D``."""
-        B, T, F, D = cb.shape
-        summary = torch.cat([masked_mean(cb.view(B, T, F * D), mask), masked_mean(cf.view(B, T, F * D), mask)], 1)
-        a = torch.sigmoid(self.proj(summary)).view(B, 1, F, 1)  # B X 2·F·D -> B X F -> B X 1 X F X 1
+        """``cb, cf: T X B X F X D``, ``mask: T X B`` -> ``T X B X F X D``."""
+        T, B, F, D = cb.shape
+        summary = torch.cat([masked_mean(cb.view(T, B, F * D), mask), masked_mean(cf.view(T, B, F * D), mask)], 1)
+        a = torch.sigmoid(self.proj(summary)).view(1, B, F, 1)  # B X 2·F·D -> B X F -> 1 X B X F X 1
         return torch.lerp(cf, cb, a)  # cf + a * (cb - cf)
 
 
@@ -207,12 +213,15 @@ class MixerLayer(nn.Module):
         config (MixerLayerConfig): shape and switches.
         device (Optional[torch.device]): where to allocate parameters.
 
+    Call with ``z: T X B X F X D`` (time-major, contiguous) and ``mask: T X B`` bool (True = real token);
+    returns ``T X B X F X D``. Real tokens never read padded ones, whatever those hold if finite.
+
     Example::
 
         >>> layer = MixerLayer(MixerLayerConfig(num_tokens=5, num_features=3, dim=4, low_rank=2))
-        >>> z, mask = torch.randn(2, 5, 3, 4), torch.tensor([[True] * 5, [True, True, False, False, False]])
-        >>> layer(z * mask[:, :, None, None], mask).shape
-        torch.Size([2, 5, 3, 4])
+        >>> mask = torch.tensor([[True] * 5, [True, True, False, False, False]]).t()  # T X B
+        >>> layer(torch.randn(5, 2, 3, 4), mask).shape
+        torch.Size([5, 2, 3, 4])
     """
 
     def __init__(self, config: MixerLayerConfig, device: Optional[torch.device] = None) -> None:
@@ -224,15 +233,8 @@ class MixerLayer(nn.Module):
         self.gate = FusionGate(config.num_features, config.dim, device) if both and config.fusion == "gate" else None
 
     def forward(self, z: Tensor, mask: Tensor) -> Tensor:
-        """
-        Args:
-            z (Tensor): B X T X F X D, zero at padded tokens.
-            mask (Tensor): B X T bool, True = real token.
-
-        Returns:
-            Tensor: B X T X F X D, zero at padded tokens.
-        """
-        h = self.norm(z).masked_fill(~mask[:, :, None, None], 0.0)  # B X T X F X D
+        mask = mask.contiguous()  # a transposed mask would make torch.where's output non-contiguous
+        h = torch.where(mask[:, :, None, None], self.norm(z), 0.0)  # T X B X F X D, padded tokens zero
         if self.cf is None:
             return self.cb(z, h, mask)
         if self.cb is None:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_mean, masked_softmax
+from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class CarryMerge(nn.Module):
         carry_tokens (int): C.
         device (Optional[torch.device]): where to allocate parameters.
 
-    Shapes: ``x: B X T X F X D``, ``mask: B X T`` -> ``B X C X F X D``, ``B X C``.
+    Shapes: ``x: T X B X F X D``, ``mask: T X B`` -> ``C X B X F X D``, ``C X B`` (time-major).
     """
 
     def __init__(
@@ -106,15 +106,15 @@ class CarryMerge(nn.Module):
     ) -> None:
         super().__init__()
         self.score = nn.Linear(num_features * dim, carry_tokens, device=device)
-        self.position = nn.Parameter(torch.zeros(num_tokens, carry_tokens, device=device))
+        self.position = nn.Parameter(torch.zeros(num_tokens, 1, carry_tokens, device=device))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        B, T, F, D = x.shape
-        flat = x.view(B, T, F * D)  # B X T X (F·D)
-        w = masked_softmax(self.score(flat) + self.position, mask[:, :, None], dim=1)  # B X T X C
-        carry = torch.bmm(w.transpose(1, 2), flat)  # B X C X T @ B X T X (F·D) -> B X C X (F·D)
-        C = carry.size(1)
-        return carry.view(B, C, F, D), mask.any(1, keepdim=True).expand(B, C)
+        T, B, F, D = x.shape
+        flat = x.view(T, B, F * D)  # T X B X (F·D)
+        w = masked_softmax(self.score(flat) + self.position, mask[:, :, None], dim=0)  # T X B X C
+        carry = pool_tokens(flat, w).transpose(0, 1)  # B X C X (F·D) -> C X B X (F·D)
+        C = carry.size(0)
+        return carry.reshape(C, B, F, D), mask.any(0, keepdim=True).expand(C, B)
 
 
 class CrossPeriodMixer(nn.Module):
@@ -226,6 +226,27 @@ class PyramidMixer(nn.Module):
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
             raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {tuple(tokens.shape[:2])}")
 
+    def _encode(self, tokens: Tensor, mask: Tensor) -> List[Tuple[Tensor, Tensor]]:
+        """The pyramid, time-major: per level, its own tokens ``T_k X B X F X D`` and mask ``T_k X B``. Padded
+        slots hold finite values that depend on the parameters and the real tokens only; pool with the mask."""
+        self._check(tokens, mask)
+        level_tokens = self.config.level_tokens
+        mask = mask.t().contiguous()  # S X B
+        tokens = torch.where(mask[:, :, None, None], tokens.transpose(0, 1), 0.0)  # S X B X F X D, one pass
+        outs: List[Tuple[Tensor, Tensor]] = []
+        carry: Optional[Tuple[Tensor, Tensor]] = None
+        for k, (x, m) in enumerate(zip(tokens.split(level_tokens), mask.split(level_tokens))):
+            own_mask = m
+            if carry is not None:
+                x = torch.cat([carry[0], x])  # (C + T_k) X B X F X D
+                m = torch.cat([carry[1], m])  # (C + T_k) X B
+            for layer in self.levels[k]:
+                x = layer(x, m)
+            x = self.norms[k](x)
+            carry = self.merges[k](x, m) if k < len(self.merges) else None
+            outs.append((x[x.size(0) - level_tokens[k] :], own_mask))  # T_k X B X F X D, contiguous
+        return outs
+
     def encode_levels(self, tokens: Tensor, mask: Tensor) -> List[Tensor]:
         """Runs the pyramid; returns each level's own tokens after its mixer layers and norm.
 
@@ -234,45 +255,34 @@ class PyramidMixer(nn.Module):
             mask (Tensor): B X S bool.
 
         Returns:
-            List[Tensor]: K tensors ``B X T_k X F X D`` (carried tokens dropped), zero at padded slots.
+            List[Tensor]: K tensors ``B X T_k X F X D`` (transposed views of the time-major states; carried
+            tokens dropped), zero at padded slots.
         """
-        self._check(tokens, mask)
-        level_tokens = self.config.level_tokens
-        tokens = tokens.masked_fill(~mask[:, :, None, None], 0.0)  # B X S X F X D; padding is zero from here on
-        outs: List[Tensor] = []
-        carry: Optional[Tuple[Tensor, Tensor]] = None
-        for k, (x, m) in enumerate(zip(tokens.split(level_tokens, 1), mask.split(level_tokens, 1))):
-            own_mask = m
-            if carry is not None:
-                x = torch.cat([carry[0], x], 1)  # B X (C + T_k) X F X D
-                m = torch.cat([carry[1], m], 1)  # B X (C + T_k)
-            for layer in self.levels[k]:
-                x = layer(x, m)
-            x = self.norms[k](x)
-            carry = self.merges[k](x, m) if k < len(self.merges) else None
-            own = x[:, x.size(1) - level_tokens[k] :]  # B X T_k X F X D
-            outs.append(own.masked_fill(~own_mask[:, :, None, None], 0.0))
-        return outs
+        return [torch.where(m[:, :, None, None], x, 0.0).transpose(0, 1) for x, m in self._encode(tokens, mask)]
 
     def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
-        levels = self.encode_levels(tokens, mask)
-        masks = mask.split(self.config.level_tokens, 1)
+        levels = self._encode(tokens, mask)
         B, K, F, D = tokens.size(0), len(levels), self.config.num_features, self.config.dim
         if self.query is not None:
             Ft = self.config.num_target_features
             if tuple(target.shape) != (B, Ft, D):
                 raise ValueError(f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)}")
-            query = self.query(target.reshape(B, Ft * D)).view(B, K, F * D, 1)  # B X Ft·D -> B X K X (F·D) X 1
+            query = self.query(target.reshape(B, Ft * D)).view(B, K, F * D, 1).transpose(0, 1)  # K X B X (F·D) X 1
         else:
-            query = self.learned_query[:, :, None]  # K X (F·D) X 1, the same for every example
-        pooled, periods = [], []
-        for k, (x, m) in enumerate(zip(levels, masks)):
-            flat = x.view(B, x.size(1), F * D)  # B X T_k X (F·D)
-            scores = torch.matmul(flat, query[..., k, :, :]).squeeze(-1) * (F * D) ** -0.5  # B X T_k
-            w = masked_softmax(scores, m, dim=1)
-            pooled.append(torch.bmm(w.unsqueeze(1), flat).squeeze(1))  # B X 1 X T_k @ B X T_k X (F·D) -> B X (F·D)
-            periods.append(masked_mean(flat, m))  # B X (F·D)
-        p = torch.stack(periods, 1).view(B, K, F, D)  # B X K X F X D
+            query = self.learned_query  # K X (F·D), the same for every example
+        pooled = []
+        for k, (x, m) in enumerate(levels):
+            flat = x.view(x.size(0), B, F * D)  # T_k X B X (F·D)
+            if self.query is not None:  # the candidate's query, B X (F·D) X 1 per level
+                scores = torch.bmm(flat.transpose(0, 1), query[k]).squeeze(-1).t()  # B X T_k X 1 -> T_k X B
+            else:  # the learned query, (F·D) per level
+                scores = torch.matmul(flat, query[k])  # T_k X B
+            scores = scores * (F * D) ** -0.5
+            count = m.sum(0, keepdim=True).clamp(min=1)  # 1 X B
+            w = torch.stack([masked_softmax(scores, m, dim=0), m / count], 2)  # T_k X B X 2: attention, mean
+            pooled.append(pool_tokens(flat, w))  # B X 2 X (F·D): target-aware pooling, period token
+        pooled = torch.stack(pooled, 1)  # B X K X 2 X (F·D)
+        p = pooled[:, :, 1].reshape(B, K, F, D)  # B X K X F X D, the period tokens
         if self.cross_period is not None:
-            p = self.cross_period(p, torch.stack([m.any(1) for m in masks], 1))
-        return self.out(torch.cat(pooled + [p.view(B, K * F * D)], 1))  # B X 2·K·F·D -> B X out_dim
+            p = self.cross_period(p, torch.stack([m.any(0) for _, m in levels], 1))
+        return self.out(torch.cat([pooled[:, :, 0].reshape(B, K * F * D), p.reshape(B, K * F * D)], 1))
