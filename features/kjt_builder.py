@@ -81,7 +81,7 @@ class BatchBuilder:
         >>> from pyramid_mixer.features.spec import default_spec
         >>> builder = BatchBuilder(default_spec(), PyramidLayout())
         >>> builder.keys[:2], len(builder.keys)
-        (['user', 'item'], 391)
+        (['user', 'item'], 487)
     """
 
     def __init__(self, spec: FeatureSpec, layout: PyramidLayout) -> None:

@@ -22,7 +22,7 @@ Example::
 
     >>> spec = default_spec()
     >>> [f.name for f in spec.sequence.fields]
-    ['hist_item', 'hist_author', 'hist_action']
+    ['hist_item', 'hist_author', 'hist_category', 'hist_action']
     >>> spec.table('t_item').num_embeddings > 0
     True
 """

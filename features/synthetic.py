@@ -2,7 +2,8 @@
 
 ``generate(config, out_dir)`` writes ``part-00000.parquet, part-00001.parquet, ...`` in the default
 input contract (see ``SCHEMA``): one row is one impression of a candidate video to a user, with the
-user's earlier engaged behaviours as four equally long lists (most recent first), three binary labels,
+user's earlier engaged behaviours as five equally long lists (most recent first: item, author, the
+item's category as side information, action code, time), three binary labels,
 a stay time, and the *true* probabilities that drew the labels (``click_prob``, ``finish_prob``,
 ``like_prob``), so that a report can print the oracle AUC, the ceiling no model can beat.
 
@@ -172,6 +173,7 @@ SCHEMA = pa.schema(
         ("stay_time", pa.float32()),
         ("hist_item_id", _LIST),
         ("hist_author_id", _LIST),
+        ("hist_item_category", _LIST),
         ("hist_action", _LIST),
         ("hist_time", _LIST),
         ("click_prob", pa.float32()),
@@ -964,6 +966,7 @@ def _rows_table(cfg: SyntheticConfig, world: _World, tl: _Timeline, imp: _Impres
     hist_off, pos = _gather_positions(imp.last[lo:hi], imp.length[lo:hi], -1)
     cols["hist_item_id"] = _list_column(hist_off, tl.item[pos])
     cols["hist_author_id"] = _list_column(hist_off, tl.author[pos])
+    cols["hist_item_category"] = _list_column(hist_off, world.item_category[tl.item[pos]])
     cols["hist_action"] = _list_column(hist_off, tl.action[pos])
     cols["hist_time"] = _list_column(hist_off, cfg.start_time + tl.time[pos])
     arrays = [_as_arrow(cols[field.name], field.type) for field in SCHEMA]

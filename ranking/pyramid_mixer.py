@@ -105,7 +105,8 @@ class CarryMerge(nn.Module):
         self, num_tokens: int, num_features: int, dim: int, carry_tokens: int, device: Optional[torch.device] = None
     ) -> None:
         super().__init__()
-        self.score = nn.Linear(num_features * dim, carry_tokens, device=device)
+        # no bias: a constant per carry token cancels in the softmax over T (it would get no gradient)
+        self.score = nn.Linear(num_features * dim, carry_tokens, bias=False, device=device)
         self.position = nn.Parameter(torch.zeros(num_tokens, 1, carry_tokens, device=device))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:

@@ -62,7 +62,7 @@ def test_dmp_pools_token_bags_by_name_and_updates_only_touched_rows(tmp_path: Pa
     weights = {k: v for k, v in dmp.state_dict().items() if k.endswith(".weight") and "ebc" in k}
     item_table = next(v for k, v in weights.items() if "t_item" in k).local_shards()[0].tensor.clone()
     tokens = dmp(batch.sparse_features)  # B X S X F X D
-    assert tokens.shape == (16, 4 + 4, 4, 16)
+    assert tokens.shape == (16, 4 + 4, 5, 16)
 
     # the hist_item token of slot L1.t1 (positions 6-7) is the mean of its bag's rows of t_item
     kjt = batch.sparse_features

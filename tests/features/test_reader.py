@@ -110,7 +110,8 @@ def test_bad_rows_are_rejected_and_counted(tmp_path: Path) -> None:
     rows[4]["hist_author_id"] = rows[4]["hist_author_id"] + [1]  # unequal list lengths
     rows[6]["hist_time"] = [rows[6]["request_time"] + 10] + rows[6]["hist_time"][1:]  # from the future
     if not rows[6]["hist_time"][1:]:
-        rows[6]["hist_item_id"], rows[6]["hist_author_id"], rows[6]["hist_action"] = [1], [1], [1]
+        for c in ("hist_item_id", "hist_author_id", "hist_item_category", "hist_action"):
+            rows[6][c] = [1]
     write_rows(tmp_path / "a.parquet", rows)
     reader = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=16)
     used = sum(b.batch_size for b in reader)

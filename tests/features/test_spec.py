@@ -29,7 +29,7 @@ def test_default_spec_roles() -> None:
     assert spec.label_names == ("click", "finish", "like")
     assert spec.sparse_feature("tags").multi_valued
     assert spec.table(spec.sparse_feature("item").table) is spec.table(spec.sequence.fields[0].table)
-    assert spec.num_token_features == 4
+    assert spec.num_token_features == 5
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:

@@ -42,13 +42,14 @@ EXPECTED_SCHEMA = [
     ("stay_time", pa.float32()),
     ("hist_item_id", LIST),
     ("hist_author_id", LIST),
+    ("hist_item_category", LIST),
     ("hist_action", LIST),
     ("hist_time", LIST),
     ("click_prob", pa.float32()),
     ("finish_prob", pa.float32()),
     ("like_prob", pa.float32()),
 ]
-HIST = ["hist_item_id", "hist_author_id", "hist_action", "hist_time"]
+HIST = ["hist_item_id", "hist_author_id", "hist_item_category", "hist_action", "hist_time"]
 
 SMALL = SyntheticConfig(
     rows=3_000, users=300, items=3_000, authors=300, categories=16, regions=5, devices=3,
@@ -164,6 +165,8 @@ def test_ids_ranges_and_catalog_consistency(small) -> None:
     _, hist_authors = _offsets(table, "hist_author_id")
     assert hist_items.min() >= 1 and hist_items.max() <= SMALL.items
     assert np.array_equal(hist_authors, item_author[hist_items - 1])
+    _, hist_categories = _offsets(table, "hist_item_category")
+    assert np.array_equal(hist_categories, item_category[hist_items - 1])
     tag_offsets, tags = _offsets(table, "item_tags")
     assert set(np.unique(np.diff(tag_offsets))) <= {1, 2, 3, 4}
     assert tags.min() >= 1 and tags.max() <= 4 * SMALL.categories

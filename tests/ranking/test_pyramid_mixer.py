@@ -1,0 +1,282 @@
+"""Tests of the Pyramid Mixer tower (pyramid_mixer.ranking.pyramid_mixer) and its mixer layer (mixer_layer)."""
+
+import dataclasses
+import doctest
+from typing import Dict, Tuple
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn import functional
+
+from pyramid_mixer.ranking import mixer_layer, pyramid_mixer
+from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+
+B, D = 4, 8
+SMALL = PyramidMixerConfig(level_tokens=(8, 8, 8), num_features=4, dim=D, low_rank=4, out_dim=16)
+
+
+def make_inputs(config: PyramidMixerConfig, seed: int = 0, batch: int = B) -> Tuple[torch.Tensor, ...]:
+    """Tokens (zero at padded slots), a mask with a full, an empty, a short-only and a random history, a target."""
+    g = torch.Generator().manual_seed(seed)
+    S, F, Ft = sum(config.level_tokens), config.num_features, config.num_target_features
+    lengths = torch.randint(0, S + 1, (batch,), generator=g)
+    lengths[:3] = torch.tensor([S, 0, min(3, config.level_tokens[0])])[: min(3, batch)]
+    mask = torch.arange(S) < lengths[:, None]  # B X S: histories are most recent first
+    mask[3:] &= torch.rand(batch - 3, S, generator=g) < 0.8  # and some holes (empty bags) inside
+    tokens = torch.randn(batch, S, F, config.dim, generator=g) * mask[:, :, None, None]
+    target = torch.randn(batch, Ft, config.dim, generator=g)
+    return tokens, mask, target
+
+
+def build(config: PyramidMixerConfig, seed: int = 0) -> PyramidMixer:
+    torch.manual_seed(seed)
+    return PyramidMixer(config)
+
+
+@pytest.mark.parametrize("level_tokens", [(8,), (8, 8), (8, 8, 8), (1, 3, 1)])
+@pytest.mark.parametrize("carry_tokens", [0, 2])
+@pytest.mark.parametrize("low_rank", [0, 4])
+def test_output_shape(level_tokens: Tuple[int, ...], carry_tokens: int, low_rank: int) -> None:
+    config = dataclasses.replace(SMALL, level_tokens=level_tokens, carry_tokens=carry_tokens, low_rank=low_rank)
+    out = build(config)(*make_inputs(config))
+    assert out.shape == (B, config.out_dim)
+    assert torch.isfinite(out).all()
+
+
+ABLATIONS: Dict[str, dict] = {
+    "cross_behavior": dict(cross_behavior=False),
+    "cross_feature": dict(cross_feature=False),
+    "fusion_sum": dict(fusion="sum"),
+    "full_rank": dict(low_rank=0),
+    "one_level": dict(level_tokens=(24,)),
+    "cross_period": dict(cross_period=False),
+    "target_aware": dict(target_aware=False),
+    "no_carry": dict(carry_tokens=0),
+}
+
+
+@pytest.mark.parametrize("name", [None, *ABLATIONS])
+def test_padding_never_leaks(name: str) -> None:
+    config = dataclasses.replace(SMALL, **ABLATIONS.get(name, {}))
+    model = build(config)
+    tokens, mask, target = make_inputs(config)
+    garbage = torch.randn(tokens.shape) * 1e3
+    garbage[1, 0, 0, 0], garbage[1, 1, 0, 0] = float("nan"), float("inf")  # row 1 is empty
+    dirty = torch.where(mask[:, :, None, None], tokens, garbage)
+    assert not torch.equal(dirty, tokens)
+    out = model(tokens, mask, target)
+    assert torch.isfinite(out).all()
+    assert torch.equal(model(dirty, mask, target), out)
+    masks = mask.split(config.level_tokens, 1)
+    for clean, noisy, m in zip(model.encode_levels(tokens, mask), model.encode_levels(dirty, mask), masks):
+        assert torch.equal(clean[m], noisy[m])
+        assert torch.equal(clean[~m], torch.zeros_like(clean[~m]))
+
+
+def test_empty_and_short_histories_are_finite() -> None:
+    model = build(SMALL)
+    tokens, mask, target = make_inputs(SMALL)  # row 1: empty history, row 2: three real tokens in the short level
+    assert not mask[1].any() and mask[2].sum() == 3 and not mask[2, 8:].any()
+    tokens.requires_grad_(True)
+    out = model(tokens, mask, target)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(tokens.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    # all-masked levels contribute zeros (pooled vectors and period tokens): an empty history gives the bias
+    assert torch.equal(out[1], model.out.bias)
+
+
+def lacks(model: PyramidMixer, name: str) -> bool:
+    """Whether ``model`` really lacks the component that ablation ``name`` removes."""
+    names = [n for n, _ in model.named_parameters()]
+    layers = [layer for level in model.levels for layer in level]
+    if name == "cross_behavior":
+        return all(layer.cb is None and layer.gate is None for layer in layers) and not any(".cb." in n for n in names)
+    if name == "cross_feature":
+        return all(layer.cf is None and layer.gate is None for layer in layers) and not any(".cf." in n for n in names)
+    if name == "fusion_sum":
+        return all(layer.gate is None and layer.cb is not None and layer.cf is not None for layer in layers)
+    if name == "full_rank":
+        return all(layer.cb.token_down.weight.shape[0] == layer.cb.token_down.weight.shape[1] for layer in layers)
+    if name == "one_level":
+        return len(model.levels) == 1 and len(model.merges) == 0
+    if name == "cross_period":
+        return model.cross_period is None and not any(n.startswith("cross_period") for n in names)
+    if name == "target_aware":
+        return model.query is None and model.learned_query is not None
+    if name == "no_carry":
+        return len(model.merges) == 0 and all(layer.cb.token_down.in_features == 8 for layer in layers)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_ablation_changes_the_computation(name: str, seed: int) -> None:
+    ablated_config = dataclasses.replace(SMALL, **ABLATIONS[name])
+    full, ablated = build(SMALL, seed), build(ablated_config, seed)
+    assert not lacks(full, name) and lacks(ablated, name)
+    shapes = {n: p.shape for n, p in ablated.state_dict().items()}
+    shared = {n: p for n, p in full.state_dict().items() if shapes.get(n) == p.shape}
+    ablated.load_state_dict(shared, strict=False)
+    inputs = make_inputs(SMALL, seed)
+    assert not torch.equal(full(*inputs), ablated(*inputs))
+
+
+def test_target_awareness() -> None:
+    tokens, mask, target = make_inputs(SMALL)
+    other = torch.randn(target.shape)
+    aware = build(SMALL)
+    assert not torch.allclose(aware(tokens, mask, target)[0], aware(tokens, mask, other)[0])
+    blind = build(dataclasses.replace(SMALL, target_aware=False))
+    assert torch.equal(blind(tokens, mask, target), blind(tokens, mask, other))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(cross_behavior=False, cross_feature=False), "at least one branch"),
+        (dict(fusion="concat"), r"fusion='concat' is not one of \('gate', 'sum'\)"),
+        (dict(level_tokens=()), "one or more levels"),
+        (dict(level_tokens=(8, 0)), "each >= 1 token"),
+        (dict(dim=0), "dim=0: must be >= 1"),
+        (dict(layers_per_level=0), "layers_per_level=0"),
+        (dict(low_rank=-1), "low_rank=-1: must be >= 0"),
+        (dict(carry_tokens=-2), "carry_tokens=-2: must be >= 0"),
+    ],
+)
+def test_invalid_config_raises(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(SMALL, **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(num_tokens=0), "num_tokens=0"),
+        (dict(low_rank=-1), "low_rank=-1"),
+        (dict(cross_behavior=False, cross_feature=False), "at least one branch"),
+        (dict(fusion="max"), "fusion='max'"),
+    ],
+)
+def test_invalid_layer_config_raises(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MixerLayerConfig(**{**dict(num_tokens=4, num_features=2, dim=3), **overrides})
+
+
+def test_bad_inputs_raise() -> None:
+    model = build(SMALL)
+    tokens, mask, target = make_inputs(SMALL)
+    with pytest.raises(ValueError, match=r"expected B X 24 X 4 X 8"):
+        model(tokens[:, :20], mask[:, :20], target)
+    with pytest.raises(ValueError, match="expected bool"):
+        model(tokens, mask.float(), target)
+    with pytest.raises(ValueError, match="target has shape"):
+        model(tokens, mask, target[:, :1])
+
+
+def test_config_details() -> None:
+    assert PyramidMixerConfig(level_tokens=[8, 8]).level_tokens == (8, 8)  # a YAML list is accepted
+    # low_rank >= T is allowed: that level's token mixing is full rank (rank min(r, T))
+    model = PyramidMixer(PyramidMixerConfig(level_tokens=(3, 40), low_rank=16, carry_tokens=2))
+    assert [level[0].cb.token_down.out_features for level in model.levels] == [3, 16]
+    meta = PyramidMixer(SMALL, device=torch.device("meta"))
+    assert all(p.is_meta for p in meta.parameters())
+
+
+@pytest.mark.parametrize("target_aware", [True, False])
+def test_gradients_reach_every_parameter(target_aware: bool) -> None:
+    config = dataclasses.replace(PyramidMixerConfig(dim=D, out_dim=16), level_tokens=(8, 8, 8), target_aware=target_aware)
+    model = build(config)
+    model(*make_inputs(config, batch=6)).square().sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def reference_layer(layer: MixerLayer, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A slow MixerLayer in the batch-major layout, with Python loops over examples and (feature, channel)."""
+    z = z.transpose(0, 1)  # B X T X F X D
+    m = mask.t()[:, :, None, None].to(z.dtype)  # B X T X 1 X 1
+    h = layer.norm(z) * m
+
+    def channel(mlp: mixer_layer.ChannelMlp, x: torch.Tensor) -> torch.Tensor:
+        return x + mlp.fc2(functional.gelu(mlp.fc1(mlp.norm(x))))
+
+    def cross_behavior(cb: mixer_layer.CrossBehaviorMixer) -> torch.Tensor:
+        u = torch.zeros_like(z)
+        Bz, _, F, D = z.shape
+        for b in range(Bz):
+            for f in range(F):
+                for d in range(D):
+                    u[b, :, f, d] = cb.token_up(functional.gelu(cb.token_down(h[b, :, f, d])))
+        return channel(cb.channel, z + u * m)
+
+    def cross_feature(cf: mixer_layer.CrossFeatureMixer) -> torch.Tensor:
+        flat = h.flatten(2)  # B X T X (F·D)
+        return z + cf.feature_up(functional.gelu(cf.feature_down(flat))).view(z.shape)
+
+    if layer.cf is None:
+        y = cross_behavior(layer.cb)
+    elif layer.cb is None:
+        y = cross_feature(layer.cf)
+    else:
+        cb, cf = cross_behavior(layer.cb), cross_feature(layer.cf)
+        if layer.gate is None:
+            y = cb + cf - z
+        else:
+            n = m.sum(1).clamp(min=1)  # B X 1 X 1
+            summary = torch.cat([((cb * m).sum(1) / n).flatten(1), ((cf * m).sum(1) / n).flatten(1)], 1)
+            a = torch.sigmoid(layer.gate.proj(summary))[:, None, :, None]  # B X 1 X F X 1
+            y = a * cb + (1 - a) * cf
+    return y.transpose(0, 1)  # T X B X F X D
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    T=st.integers(1, 7),
+    F=st.integers(1, 3),
+    dim=st.integers(1, 4),
+    low_rank=st.integers(0, 8),
+    branches=st.sampled_from([(True, True), (True, False), (False, True)]),
+    fusion=st.sampled_from(["gate", "sum"]),
+    seed=st.integers(0, 2**16),
+)
+def test_mixer_layer_matches_slow_reference(T, F, dim, low_rank, branches, fusion, seed) -> None:
+    torch.manual_seed(seed)
+    config = MixerLayerConfig(T, F, dim, low_rank, 2, branches[0], branches[1], fusion)
+    layer = MixerLayer(config)
+    for p in layer.parameters():  # the gate starts at zero; make every parameter matter
+        torch.nn.init.normal_(p, std=0.5)
+    mask = torch.rand(T, 3) < 0.7
+    z = torch.randn(T, 3, F, dim) * mask[:, :, None, None]
+    out = layer(z, mask)
+    real = mask[:, :, None, None].expand_as(out)
+    torch.testing.assert_close(out[real], reference_layer(layer, z, mask)[real], rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    level_tokens=st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple),
+    carry_tokens=st.integers(0, 3),
+    layers=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_padding_invariance_sweep(level_tokens, carry_tokens, layers, seed) -> None:
+    config = PyramidMixerConfig(
+        level_tokens=level_tokens, num_features=2, dim=4, carry_tokens=carry_tokens, layers_per_level=layers, out_dim=8
+    )
+    model = build(config, seed)
+    tokens, mask, target = make_inputs(config, seed)
+    dirty = torch.where(mask[:, :, None, None], tokens, torch.full_like(tokens, -7.5e5))
+    out = model(tokens, mask, target)
+    assert torch.isfinite(out).all()
+    assert torch.equal(model(dirty, mask, target), out)
+
+
+@pytest.mark.parametrize("module", [pyramid_mixer, mixer_layer])
+def test_docstring_examples(module) -> None:
+    result = doctest.testmod(module, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0
