@@ -55,6 +55,8 @@ def table_configs(spec: FeatureSpec, layout: PyramidLayout) -> List[EmbeddingBag
             num_embeddings=t.num_embeddings,
             feature_names=features[t.name],
             pooling=PoolingType.MEAN,
+            weight_init_min=-t.init_scale,
+            weight_init_max=t.init_scale,
         )
         for t in spec.tables
         if features[t.name]

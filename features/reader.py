@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -111,6 +112,10 @@ class ParquetReader:
         layout: the pyramid token layout.
         batch_size: rows per batch (the last batch of a pass may be smaller).
         row_filter: a ``pyarrow.compute`` expression selecting rows (e.g. one side of ``time_split``).
+        shuffle_rows: 0 reads in file order (eval). Otherwise each pass visits the row groups in a random
+            order and shuffles rows within a buffer of this many rows (training: logs are usually
+            written grouped by user or time, and batches of one user's consecutive rows train badly).
+        seed: the shuffle of pass ``n`` is drawn from ``(seed, n)``, so a run's data order is reproducible.
     """
 
     def __init__(
@@ -120,6 +125,8 @@ class ParquetReader:
         layout: PyramidLayout,
         batch_size: int,
         row_filter: Optional[pc.Expression] = None,
+        shuffle_rows: int = 0,
+        seed: int = 0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -127,6 +134,9 @@ class ParquetReader:
         self.spec = spec
         self.batch_size = batch_size
         self.row_filter = row_filter
+        self.shuffle_rows = shuffle_rows
+        self.seed = seed
+        self.passes = 0
         self.builder = BatchBuilder(spec, layout)
         self.dataset = _dataset(self.files)
         for fragment in self.dataset.get_fragments():
@@ -136,22 +146,47 @@ class ParquetReader:
         self.columns = columns
         self.stats = ReadStats(files=len(self.files))
 
-    def _tables(self) -> Iterator[pa.Table]:
-        """Checked rows re-cut into tables of exactly ``batch_size`` rows (the last may be smaller)."""
-        pending: List[pa.RecordBatch] = []
-        pending_rows = 0
-        scanner = self.dataset.to_batches(
-            columns=self.columns, filter=self.row_filter, batch_size=self.batch_size
-        )
-        for rb in scanner:
+    def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[pa.RecordBatch]:
+        if rng is None:
+            yield from self.dataset.to_batches(
+                columns=self.columns, filter=self.row_filter, batch_size=self.batch_size
+            )
+            return
+        groups = [g for f in self.dataset.get_fragments() for g in f.split_by_row_group()]
+        for i in rng.permutation(len(groups)):
+            yield from groups[i].to_batches(columns=self.columns, filter=self.row_filter)
+
+    def _checked(self, rng: Optional[np.random.Generator]) -> Iterator[pa.Table]:
+        """Scanned rows that pass the row checks; the rest are counted by reason."""
+        for rb in self._scan(rng):
             if rb.num_rows == 0:
                 continue
             self.stats.rows_read += rb.num_rows
             table = pa.Table.from_batches([rb])
             check = check_rows(table, self.spec)
             self.stats.rejected.update(check.rejected)
-            if not check.ok.all():
-                table = table.filter(pa.array(check.ok))
+            yield table if check.ok.all() else table.filter(pa.array(check.ok))
+
+    def _shuffled(self, tables: Iterator[pa.Table], rng: np.random.Generator) -> Iterator[pa.Table]:
+        """Rows shuffled within buffers of ``shuffle_rows``."""
+        buffer: List[pa.Table] = []
+        rows = 0
+        for table in tables:
+            buffer.append(table)
+            rows += table.num_rows
+            if rows >= self.shuffle_rows:
+                merged = pa.concat_tables(buffer)
+                yield merged.take(pa.array(rng.permutation(rows)))
+                buffer, rows = [], 0
+        if rows:
+            merged = pa.concat_tables(buffer)
+            yield merged.take(pa.array(rng.permutation(rows)))
+
+    def _rebatched(self, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+        """Tables re-cut into exactly ``batch_size`` rows (the last may be smaller)."""
+        pending: List[pa.RecordBatch] = []
+        pending_rows = 0
+        for table in tables:
             pending.extend(table.to_batches())
             pending_rows += table.num_rows
             while pending_rows >= self.batch_size:
@@ -164,7 +199,12 @@ class ParquetReader:
 
     def __iter__(self) -> Iterator[RankingBatch]:
         self.stats = ReadStats(files=len(self.files))
-        for table in self._tables():
+        rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle_rows else None
+        self.passes += 1
+        tables = self._checked(rng)
+        if rng is not None:
+            tables = self._shuffled(tables, rng)
+        for table in self._rebatched(tables):
             self.stats.rows_used += table.num_rows
             self.stats.batches += 1
             yield self.builder.build(table)

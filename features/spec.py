@@ -42,11 +42,16 @@ DENSE_TRANSFORMS = ("none", "log1p")
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One embedding table. All tables used by the behaviour sequence share the same ``dim``."""
+    """One embedding table. All tables used by the behaviour sequence share the same ``dim``.
+
+    Rows start uniform in ``[-init_scale, init_scale]``. Not TorchRec's default ``sqrt(1 / rows)``: for a
+    large table that is nearly zero, and the mixer's LayerNorms then see noise at a tiny scale.
+    """
 
     name: str
     num_embeddings: int
     dim: int = 16
+    init_scale: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -143,8 +148,8 @@ def validate_spec(spec: FeatureSpec) -> None:
         raise ConfigError(f"{where}: table names must be unique, found {table_names}")
     tables = {t.name: t for t in spec.tables}
     for t in spec.tables:
-        if t.num_embeddings <= 0 or t.dim <= 0:
-            raise ConfigError(f"{where}: table {t.name!r} needs num_embeddings > 0 and dim > 0")
+        if t.num_embeddings <= 0 or t.dim <= 0 or t.init_scale <= 0:
+            raise ConfigError(f"{where}: table {t.name!r} needs num_embeddings > 0, dim > 0 and init_scale > 0")
     names = [f.name for f in spec.sparse] + [f.name for f in spec.sequence.fields]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: feature names must be unique across sparse and sequence, found {names}")

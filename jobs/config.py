@@ -78,6 +78,7 @@ class TrainConfig:
     dense_lr: float = 1e-3
     sparse_lr: float = 0.05
     seed: int = 0
+    shuffle_rows: int = 32768  # rows shuffled together (row groups are visited in random order too)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     max_steps: int = 0  # 0: no limit (a quick look at a big dataset)
     checkpoint: bool = True

@@ -19,8 +19,10 @@ class Source:
     row_filter: Optional[pc.Expression]
     description: str
 
-    def reader(self, spec: FeatureSpec, layout: PyramidLayout, batch_size: int) -> ParquetReader:
-        return ParquetReader(self.paths, spec, layout, batch_size, self.row_filter)
+    def reader(
+        self, spec: FeatureSpec, layout: PyramidLayout, batch_size: int, shuffle_rows: int = 0, seed: int = 0
+    ) -> ParquetReader:
+        return ParquetReader(self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed)
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:

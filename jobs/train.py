@@ -72,7 +72,7 @@ def train(config: JobConfig) -> TrainResult:
         first_epoch = int(manifest["epoch"]) + 1
         log.info("resuming after %s (epoch %d)", last, manifest["epoch"])
     src = sources(config.data, spec)["train"]
-    reader = src.reader(spec, built.layout, config.train.batch_size)
+    reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed)
     total_batches = math.ceil(count_rows(src) / config.train.batch_size)
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:

@@ -8,8 +8,8 @@ decomposition** against over-parameterisation. The equations are ours (see
 - CB, cross-behaviour: ``Z + U act(V LN(Z))`` mixes the T tokens for every (feature, channel) pair, with
   ``V: r X T`` and ``U: T X r`` (rank r), then a channel MLP along D shared by all tokens and features.
 - CF, cross-feature: per token, a residual MLP on the flattened ``F·D`` vector, so it mixes the features
-  and their channels in one step (it is CF's channel MLP too). Its hidden width is ``expansion·F·D``,
-  factorised to ``expansion·F·min(r, D)`` when ``r > 0``: a bottleneck exactly when ``r < D``.
+  and their channels in one step (it is CF's channel MLP too). Its hidden width is ``expansion·F·min(r, D)``
+  (the low-rank factorisation: r per feature), or ``expansion·F·D`` when ``r = 0``.
 - Fusion: ``Y = a * CB(Z) + (1 - a) * CF(Z)`` with ``a = sigmoid(W [pool(CB(Z)), pool(CF(Z))])`` per example
   and per feature; the pooled summaries are masked means over the real tokens (our choice of gate input).
   ``"sum"`` adds both branches' updates to one skip path, ``Y = Z + (CB(Z) - Z) + (CF(Z) - Z)``.
@@ -19,7 +19,8 @@ mixing is one plain matmul ``(r X T) @ (T X B·F·D)`` and every per-token MLP o
 with no permute copy anywhere. Both branches share the layer's pre-norm ``LN(Z)`` (over F X D per token).
 Padded tokens are zeroed after the norm, so the token mixing never reads them, and the token mixing's
 output is zeroed there again. A padded slot of a layer's output holds a finite value that no real token
-ever reads; pool with the mask.
+ever reads; pool with the mask. The residual adds are fused into the MLPs' second matmul (``addmm``), which
+therefore has no bias.
 """
 
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ class CrossBehaviorMixer(nn.Module):
 class CrossFeatureMixer(nn.Module):
     """CF: per token, a residual MLP on the flattened F·D vector (mixes features and channels).
 
-    Hidden width ``expansion·F·D``, or ``expansion·F·min(r, D)`` when ``config.low_rank = r > 0``.
+    Hidden width ``expansion·F·min(r, D)`` when ``config.low_rank = r > 0``, else ``expansion·F·D``.
 
     Args:
         config (MixerLayerConfig): shape and rank.

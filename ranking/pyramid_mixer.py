@@ -23,6 +23,9 @@ levels, the period pooling, and the target-aware readout. Pipeline, for K levels
 A level with no real token contributes zeros to the readout and to the period tokens; nothing divides by
 zero or takes a softmax over nothing. Padded token slots are ignored: whatever they hold (even NaN), the
 output is bit-identical.
+
+Inside, tokens are time-major (``T X B X F X D``, one transpose at the input), so that every token mixing,
+per-token MLP and pooling is one matmul without a permute copy (see ``mixer_layer.py``).
 """
 
 from dataclasses import dataclass
@@ -45,12 +48,13 @@ class PyramidMixerConfig:
         dim: D, embedding width of every token feature.
         num_target_features: Ft, the candidate's features (item, author) used as the readout query.
         layers_per_level: mixer layers per level.
-        low_rank: r of the token mixing and the CF factorisation; 0 = full rank (ablation). ``r >= T_k``
-            is allowed: that level's token mixing is then full rank.
+        low_rank: r of the token mixing (``V: r X T``) and of the CF factorisation (hidden ``expansion·F·r``);
+            0 = full rank (ablation). ``r >= T_k`` is allowed: that level's token mixing is then full rank.
         cross_behavior: the CB branch (ablation: False).
         cross_feature: the CF branch (ablation: False); not both False.
         fusion: ``"gate"`` (adaptive) or ``"sum"``.
-        carry_tokens: tokens carried from level k to level k + 1; 0 disables carrying.
+        carry_tokens: tokens carried from level k to level k + 1; 0 disables carrying. Only the CB token
+            mixing reads carried tokens, so with ``cross_behavior=False`` nothing is carried (no dead merge).
         cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
         target_aware: the candidate queries the readout (ablation: False uses a learned query).
         expansion: hidden multiplier of the channel MLPs.
@@ -75,7 +79,9 @@ class PyramidMixerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "level_tokens", tuple(self.level_tokens))  # a YAML list becomes a tuple
         if not self.level_tokens or min(self.level_tokens) < 1:
-            raise ValueError(f"PyramidMixerConfig.level_tokens={self.level_tokens}: need one or more levels, each >= 1 token")
+            raise ValueError(
+                f"PyramidMixerConfig.level_tokens={self.level_tokens}: need one or more levels, each >= 1 token"
+            )
         for name in ("num_features", "dim", "num_target_features", "layers_per_level", "expansion", "out_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PyramidMixerConfig.{name}={getattr(self, name)}: must be >= 1")
@@ -187,7 +193,7 @@ class PyramidMixer(nn.Module):
     def __init__(self, config: PyramidMixerConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.config = config
-        K, C = len(config.level_tokens), config.carry_tokens
+        K, C = len(config.level_tokens), config.carry_tokens if config.cross_behavior else 0
         F, D = config.num_features, config.dim
         self.levels = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -214,7 +220,7 @@ class PyramidMixer(nn.Module):
         else:
             self.query = None
             self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
-        self.out = nn.Linear(2 * K * F * D, config.out_dim, device=device)
+        self.out = nn.Linear(4 * K * F * D, config.out_dim, device=device)
 
     def _check(self, tokens: Tensor, mask: Tensor) -> None:
         c = self.config
@@ -225,7 +231,8 @@ class PyramidMixer(nn.Module):
                 f"(sum(level_tokens={c.level_tokens}) X num_features X dim)"
             )
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
-            raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {tuple(tokens.shape[:2])}")
+            expected = tuple(tokens.shape[:2])
+            raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {expected}")
 
     def _encode(self, tokens: Tensor, mask: Tensor) -> List[Tuple[Tensor, Tensor]]:
         """The pyramid, time-major: per level, its own tokens ``T_k X B X F X D`` and mask ``T_k X B``. Padded
@@ -262,6 +269,7 @@ class PyramidMixer(nn.Module):
         return [torch.where(m[:, :, None, None], x, 0.0).transpose(0, 1) for x, m in self._encode(tokens, mask)]
 
     def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
         levels = self._encode(tokens, mask)
         B, K, F, D = tokens.size(0), len(levels), self.config.num_features, self.config.dim
         if self.query is not None:
@@ -283,7 +291,12 @@ class PyramidMixer(nn.Module):
             w = torch.stack([masked_softmax(scores, m, dim=0), m / count], 2)  # T_k X B X 2: attention, mean
             pooled.append(pool_tokens(flat, w))  # B X 2 X (F·D): target-aware pooling, period token
         pooled = torch.stack(pooled, 1)  # B X K X 2 X (F·D)
+        # match terms: the query times the attention-pooled and the mean token, so that how well the history
+        # matches the candidate is a product the next layer reads off, not one an MLP must learn to multiply
+        q = query.squeeze(-1).transpose(0, 1) if self.query is not None else query.expand(B, K, F * D)
+        match = pooled * q.unsqueeze(2)  # B X K X 2 X (F·D)
         p = pooled[:, :, 1].reshape(B, K, F, D)  # B X K X F X D, the period tokens
         if self.cross_period is not None:
             p = self.cross_period(p, torch.stack([m.any(0) for _, m in levels], 1))
-        return self.out(torch.cat([pooled[:, :, 0].reshape(B, K * F * D), p.reshape(B, K * F * D)], 1))
+        parts = [pooled[:, :, 0].reshape(B, K * F * D), p.reshape(B, K * F * D), match.reshape(B, 2 * K * F * D)]
+        return self.out(torch.cat(parts, 1))

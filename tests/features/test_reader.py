@@ -137,3 +137,20 @@ def test_row_filter_selects_rows(tmp_path: Path) -> None:
     assert sum(b.batch_size for b in reader) == 30
 
 
+
+
+def test_shuffled_passes_read_every_row_once_in_a_seeded_order(tmp_path: Path) -> None:
+    write_rows(tmp_path / "a.parquet", random_rows(120, seed=8), row_group_size=25)
+    write_rows(tmp_path / "b.parquet", random_rows(70, seed=9), row_group_size=25)
+
+    def order(reader: ParquetReader) -> List[int]:
+        return [int(r) for b in reader for r in b.request_ids]
+
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32, shuffle_rows=60, seed=3)
+    first, second = order(reader), order(reader)
+    file_order = order(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32))
+    assert sorted(first) == sorted(second) == sorted(file_order) and len(first) == 190
+    assert first != file_order and first != second  # each pass has its own order...
+    again = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32, shuffle_rows=60, seed=3)
+    assert order(again) == first  # ...drawn from (seed, pass)
+    assert reader.stats.rows_read == reader.stats.rows_used == 190
