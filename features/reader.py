@@ -31,7 +31,13 @@ import pyarrow.dataset as ds
 
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.kjt_builder import BatchBuilder
-from pyramid_mixer.features.schema import check_rows, expected_columns, oracle_columns, validate_schema
+from pyramid_mixer.features.schema import (
+    DataError,
+    check_rows,
+    expected_columns,
+    oracle_columns,
+    validate_schema,
+)
 from pyramid_mixer.features.spec import FeatureSpec, default_spec  # noqa: F401  (default_spec: docstring)
 from pyramid_mixer.features.tokens import PyramidLayout
 
@@ -52,12 +58,18 @@ class ReadStats:
     def rows_rejected(self) -> int:
         return sum(self.rejected.values())
 
+    @property
+    def rows_unconsumed(self) -> int:
+        """Rows read but neither used nor rejected: only when a pass is stopped early (``max_steps``)."""
+        return self.rows_read - self.rows_used - self.rows_rejected
+
     def as_dict(self) -> Dict[str, object]:
         return {
             "files": self.files,
             "rows_read": self.rows_read,
             "rows_used": self.rows_used,
             "rows_rejected": self.rows_rejected,
+            "rows_unconsumed": self.rows_unconsumed,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
         }
 
@@ -97,7 +109,7 @@ def time_split(
         if m is not None:
             latest = m if latest is None else max(latest, m)
     if latest is None:
-        raise ValueError(f"{list(map(str, paths))}: no rows with a request time; cannot split by time")
+        raise DataError(f"{list(map(str, paths))}: no rows with a request time; cannot split by time")
     cutoff = int(latest - eval_days * 86400)
     t = pc.field(spec.request_time)
     return t <= cutoff, t > cutoff, cutoff

@@ -18,7 +18,11 @@ import pyarrow.compute as pc
 from pyramid_mixer.features.spec import FeatureSpec
 
 
-class SchemaError(ValueError):
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message names the file or split and what to do."""
+
+
+class SchemaError(DataError):
     """A data file whose columns do not match the feature spec."""
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import List, Optional
 
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.jobs.config import JobConfig, load_config
 
 CONFIG_HELP = (
@@ -48,5 +49,5 @@ def run_main(fn, argv: Optional[List[str]]) -> None:  # type: ignore[no-untyped-
     """Runs a job's main, turning expected user errors into one clear line instead of a traceback."""
     try:
         fn(argv)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DataError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

@@ -7,6 +7,7 @@ from typing import Dict, Optional, Tuple
 
 import pyarrow.compute as pc
 
+from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.reader import ParquetReader, time_split
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
@@ -34,7 +35,7 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.train:
         held_out = data.test or data.valid
         if not held_out:
-            raise ValueError("data.train is set: also set data.test (or data.valid) to evaluate on")
+            raise ConfigError("data.train is set: also set data.test (or data.valid) to evaluate on")
         out = {
             "train": Source(tuple(data.train), None, f"train: {list(data.train)}"),
             "eval": Source(tuple(held_out), None, f"eval: {list(held_out)}"),

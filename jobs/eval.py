@@ -22,7 +22,9 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
+from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.reader import ParquetReader, expand_paths
+from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -62,7 +64,8 @@ def predict(dmp: DistributedModelParallel, reader: ParquetReader, device: torch.
         ])
     dmp.train()
     if not parts:
-        raise ValueError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()})")
+        raise DataError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()}); "
+                        "check data.eval_days or data.test")
     return Predictions(*[np.concatenate(cols) for cols in zip(*parts)])
 
 
@@ -106,6 +109,8 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
              split: str = "eval") -> EvalReport:
     """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report."""
     srcs = sources(config.data, spec)
+    if split not in srcs:
+        raise ConfigError(f"split {split!r} needs data.{split} (and data.test) in the config")
     reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size)
     preds = predict(dmp, reader, env.device, show_progress=env.is_main)
     report = report_for(preds, spec, reader, split)
@@ -138,6 +143,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-eval", __doc__.strip().splitlines()[0])
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint directory (default: the newest complete one under run_dir/checkpoints)")
+    p.add_argument("--split", default="eval", choices=["eval", "valid"],
+                   help="eval: data.test (or the last data.eval_days by time); valid: data.valid, "
+                        "when both data.valid and data.test are given")
     args = p.parse_args(argv)
     config = config_from(args)
     env = init_distributed()
@@ -148,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if path is None:
         raise FileNotFoundError(f"{config.run_dir}/checkpoints: no complete checkpoint; run pmx-train first")
     checkpoint.load(path, built.dmp)
-    report = evaluate(config, built.dmp, spec, env)
+    report = evaluate(config, built.dmp, spec, env, split=args.split)
     if env.is_main:
         print("\n".join([f"checkpoint {path}"] + summary_lines(report)))
 

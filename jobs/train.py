@@ -62,6 +62,7 @@ def train(config: JobConfig) -> TrainResult:
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     spec = resolve_spec(config.data.spec)
+    src = sources(config.data, spec)["train"]  # before building: a wrong path fails in a second
     built = build(config, spec, env)
     dmp, opt = built.dmp, built.optimizer
     run_dir = Path(config.run_dir)
@@ -71,7 +72,6 @@ def train(config: JobConfig) -> TrainResult:
         manifest = checkpoint.load(last, dmp, opt)
         first_epoch = int(manifest["epoch"]) + 1
         log.info("resuming after %s (epoch %d)", last, manifest["epoch"])
-    src = sources(config.data, spec)["train"]
     reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed)
     total_batches = math.ceil(count_rows(src) / config.train.batch_size)
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
@@ -130,8 +130,12 @@ def summary(result: TrainResult) -> str:
         f"final loss {result.final_loss:.4f}; {result.num_parameters:,} parameters",
     ]
     for i, r in enumerate(result.read, 1):
-        lines.append(f"train rows, epoch {i}: read {r['rows_read']}, used {r['rows_used']}, "
-                     f"rejected {r['rows_rejected']} {r['rejected_by_reason'] or ''}".rstrip())
+        line = f"train rows, epoch {i}: read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}"
+        if r["rejected_by_reason"]:
+            line += f" {r['rejected_by_reason']}"
+        if r["rows_unconsumed"]:
+            line += f", left in the read-ahead buffer when train.max_steps stopped the pass {r['rows_unconsumed']}"
+        lines.append(line)
     if result.checkpoint:
         lines.append(f"checkpoint {result.checkpoint}")
     if result.report is not None:

@@ -154,3 +154,29 @@ def test_shuffled_passes_read_every_row_once_in_a_seeded_order(tmp_path: Path) -
     again = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32, shuffle_rows=60, seed=3)
     assert order(again) == first  # ...drawn from (seed, pass)
     assert reader.stats.rows_read == reader.stats.rows_used == 190
+
+
+def test_age_windows_put_each_behaviour_in_its_window(tmp_path: Path) -> None:
+    """With ``mode: age`` a level holds the behaviours whose age falls in its window, most recent first."""
+    layout = PyramidLayout(
+        levels=(LevelSpec(0, 8, 1), LevelSpec(8, 24, 2)), mode="age", windows_hours=(24.0, 24.0 * 7)
+    )
+    spec = default_spec()
+    rows = random_rows(40, seed=13, max_history=120)
+    write_rows(tmp_path / "a.parquet", rows)
+    batch = next(iter(ParquetReader([tmp_path], spec, layout, batch_size=40)))
+    per_key = batch.sparse_features.to_dict()
+    slots = layout.slot_names()
+    for b, row in enumerate(rows):
+        ages = [(row["request_time"] - t) / 3600 for t in row["hist_time"]]
+        day = [i for i, a in enumerate(ages) if a < 24][:8]
+        week = [i for i, a in enumerate(ages) if 24 <= a < 24 * 7][:16]
+        expected = [[row["hist_item_id"][i]] for i in day] + [
+            [row["hist_item_id"][i] for i in week[j : j + 2]] for j in range(0, len(week), 2)
+        ]
+        got = []
+        for s in slots[: len(day)] + slots[8 : 8 + (len(week) + 1) // 2]:
+            jt = per_key[token_key("hist_item", s)]
+            got.append(jt.values()[jt.offsets()[b] : jt.offsets()[b + 1]].tolist())
+        assert got == expected, b
+        assert int(batch.sparse_features.lengths().view(-1, 40)[7 + len(day) : 7 + 8, b].sum()) == 0

@@ -1,0 +1,53 @@
+"""Splits (by time or explicit paths) and the command lines' behaviour on user errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.spec import default_spec
+from pyramid_mixer.jobs.config import load_config
+from pyramid_mixer.jobs.data import sources
+from pyramid_mixer.jobs.train import count_rows
+from tests.logs import random_rows, write_rows
+
+
+def test_time_split_puts_the_last_day_in_eval(tmp_path: Path) -> None:
+    rows = random_rows(200, seed=12)
+    write_rows(tmp_path / "a.parquet", rows)
+    srcs = sources(load_config(None, [f"data.path={tmp_path}", "data.eval_days=2"]).data, default_spec())
+    latest = max(r["request_time"] for r in rows)
+    expected_eval = sum(r["request_time"] > latest - 2 * 86400 for r in rows)
+    assert count_rows(srcs["eval"]) == expected_eval > 0
+    assert count_rows(srcs["train"]) == 200 - expected_eval
+
+
+def test_explicit_paths_win_and_need_a_held_out_set(tmp_path: Path) -> None:
+    write_rows(tmp_path / "train" / "a.parquet", random_rows(30))
+    write_rows(tmp_path / "test" / "b.parquet", random_rows(20))
+    cfg = load_config(None, [f"data.train=['{tmp_path}/train/*.parquet']", f"data.test=['{tmp_path}/test']"])
+    srcs = sources(cfg.data, default_spec())
+    assert (count_rows(srcs["train"]), count_rows(srcs["eval"])) == (30, 20)
+    with pytest.raises(ConfigError, match="also set data.test"):
+        sources(load_config(None, [f"data.train=['{tmp_path}/train']"]).data, default_spec())
+
+
+@pytest.mark.parametrize("job", ["generate", "train", "eval"])
+def test_help(job: str) -> None:
+    out = subprocess.run([sys.executable, "-m", f"pyramid_mixer.jobs.{job}", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--config" in out and "--set" in out
+
+
+def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyramid_mixer.jobs.train", "--set", f"data.path={tmp_path}/missing"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert "error:" in proc.stderr and "no Parquet files found" in proc.stderr
+    assert "Traceback" not in proc.stderr

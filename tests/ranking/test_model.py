@@ -1,0 +1,92 @@
+"""The ranking model around the tower: token selection by name, masks from bag lengths, the weighted loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as nnf
+
+from pyramid_mixer.embeddings.tables import embedding_bag_collection
+from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.spec import default_spec
+from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
+from pyramid_mixer.ranking.model import OverArchConfig, RankingModel, RankingTrain
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from tests.logs import random_rows, write_rows
+
+LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
+
+
+class Spy(torch.nn.Module):
+    """A tower that records what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = PyramidMixerConfig(out_dim=3)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen: dict = {}
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.seen = {"tokens": tokens, "mask": mask, "target": target}
+        return tokens.new_zeros(tokens.size(0), 3) + self.w
+
+
+@pytest.fixture()
+def batch(tmp_path: Path):  # type: ignore[no-untyped-def]
+    write_rows(tmp_path / "a.parquet", random_rows(12, seed=11, max_history=9))
+    return next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=12)))
+
+
+def _model(tower: torch.nn.Module) -> RankingModel:
+    torch.manual_seed(0)
+    spec = default_spec()
+    ebc = embedding_bag_collection(spec, LAYOUT, device=torch.device("cpu"))
+    return RankingModel(ebc, spec, LAYOUT, tower, OverArchConfig(hidden=(8,)))
+
+
+def test_tower_gets_tokens_mask_and_target_by_name(batch) -> None:  # type: ignore[no-untyped-def]
+    spy = Spy()
+    model = _model(spy)
+    logits = model(batch.sparse_features, batch.dense_features)
+    assert logits.shape == (12, 3)
+    tokens, mask, target = spy.seen["tokens"], spy.seen["mask"], spy.seen["target"]
+    assert tokens.shape == (12, 6, 5, 16) and mask.shape == (12, 6) and target.shape == (12, 3, 16)
+    pooled = model.sparse_arch(batch.sparse_features).to_dict()
+    torch.testing.assert_close(tokens[:, 5, 2], pooled["hist_category@L1.t1"])  # slot 5 = L1.t1; feature 2 = category
+    torch.testing.assert_close(target[:, 1], pooled["author"])
+    # a slot is real iff its bag is non-empty: slots 0-3 hold positions 0-3, slot 4+j positions 4+4j .. 7+4j
+    hist = batch.history_length
+    expected = torch.stack([hist > p for p in (0, 1, 2, 3, 4, 8)], 1)
+    assert torch.equal(mask, expected)
+    assert not mask[hist == 0].any()
+
+
+def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[no-untyped-def]
+    model = _model(PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=5,
+                                                   num_target_features=3, out_dim=8)))
+    weights = (1.0, 0.5, 0.25)
+    loss, (detached, logits, labels) = RankingTrain(model, weights)(batch)
+    per_label = [nnf.binary_cross_entropy_with_logits(logits[:, j], labels[:, j]) for j in range(3)]
+    torch.testing.assert_close(loss, sum(w * l for w, l in zip(weights, per_label)))
+    assert torch.equal(detached, loss.detach()) and not detached.requires_grad
+    loss.backward()
+    assert all(p.grad is not None for p in model.tower.parameters())
+
+
+def test_reader_and_model_layouts_must_agree(batch) -> None:  # type: ignore[no-untyped-def]
+    spec = default_spec()
+    other = PyramidLayout(levels=(LevelSpec(0, 2, 1), LevelSpec(2, 12, 5)))
+    ebc = embedding_bag_collection(spec, other, device=torch.device("cpu"))
+    model = RankingModel(ebc, spec, other, Spy(), OverArchConfig(hidden=(8,)))
+    with pytest.raises(ValueError, match="reader's spec/layout differ from the model's"):
+        model.token_mask(_shifted(batch.sparse_features))
+
+
+def _shifted(kjt):  # type: ignore[no-untyped-def]
+    """The same bags under keys rotated by one: what a reader with another spec or layout produces."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    keys = kjt.keys()
+    return KeyedJaggedTensor(keys=keys[1:] + keys[:1], values=kjt.values(), lengths=kjt.lengths())
