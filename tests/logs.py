@@ -9,30 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA = pa.schema(
-    [
-        ("request_id", pa.int64()),
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
-        ("author_id", pa.int64()),
-        ("request_time", pa.int64()),
-        ("item_category", pa.int64()),
-        ("item_tags", pa.list_(pa.int64())),
-        ("user_region", pa.int64()),
-        ("device", pa.int64()),
-        ("item_duration", pa.float32()),
-        ("user_active_days", pa.float32()),
-        ("click", pa.int8()),
-        ("finish", pa.int8()),
-        ("like", pa.int8()),
-        ("hist_item_id", pa.list_(pa.int64())),
-        ("hist_author_id", pa.list_(pa.int64())),
-        ("hist_item_category", pa.list_(pa.int64())),
-        ("hist_action", pa.list_(pa.int64())),
-        ("hist_time", pa.list_(pa.int64())),
-        ("click_prob", pa.float32()),
-    ]
-)
+from pyramid_mixer.features import synthetic
+
+# The generator's schema without stay_time (the default spec does not read it) and without the finish and
+# like true probabilities, so that only the click label has an oracle column.
+SCHEMA = pa.schema([f for f in synthetic.SCHEMA if f.name not in ("stay_time", "finish_prob", "like_prob")])
 
 
 def random_rows(n: int, seed: int = 0, max_history: int = 400, users: int = 7) -> List[Dict[str, Any]]:
