@@ -25,6 +25,7 @@ from torch import nn
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.planner.types import Stats
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
@@ -91,14 +92,18 @@ def init_distributed() -> DistEnv:
     return DistEnv(rank, world, local_world, device, dist.get_backend())
 
 
-def _constraints(ebc: EmbeddingBagCollection, config: ShardingConfig) -> Dict[str, ParameterConstraints]:
-    return {
-        t.name: ParameterConstraints(
+def _constraints(
+    ebc: EmbeddingBagCollection, config: ShardingConfig, pooling: Optional[Dict[str, List[float]]]
+) -> Dict[str, ParameterConstraints]:
+    out = {}
+    for t in ebc.embedding_bag_configs():
+        extra = {"pooling_factors": pooling[t.name]} if pooling and t.name in pooling else {}
+        out[t.name] = ParameterConstraints(
             sharding_types=list(config.per_table.get(t.name, config.sharding_types)),
             compute_kernels=list(config.compute_kernels),
+            **extra,
         )
-        for t in ebc.embedding_bag_configs()
-    }
+    return out
 
 
 def _find_ebc(model: nn.Module) -> EmbeddingBagCollection:
@@ -121,8 +126,14 @@ def plan(
     local_world_size: Optional[int] = None,
     hbm_gb: Optional[float] = None,
     pg: Optional[dist.ProcessGroup] = None,
+    stats: Optional[Stats] = None,
+    pooling: Optional[Dict[str, List[float]]] = None,
 ) -> ShardingPlan:
-    """The planner's sharding plan for the model's tables on a topology (``pg`` None: a dry run)."""
+    """The planner's sharding plan for the model's tables on a topology (``pg`` None: a dry run).
+
+    ``stats`` receives the planner's chosen sharding options (costs, storage), e.g. a ``PlanRecorder``;
+    ``pooling`` gives, per table, the expected ids per bag of each feature (``tables.pooling_factors``).
+    """
     topology = Topology(
         world_size=world_size,
         compute_device=compute_device,
@@ -132,8 +143,9 @@ def plan(
     planner = EmbeddingShardingPlanner(
         topology=topology,
         batch_size=batch_size,
-        constraints=_constraints(_find_ebc(model), config),
+        constraints=_constraints(_find_ebc(model), config, pooling),
         debug=False,
+        stats=stats,
     )
     if pg is None:
         return planner.plan(model, sharders())
@@ -141,7 +153,12 @@ def plan(
 
 
 def shard(
-    model: nn.Module, env: DistEnv, config: ShardingConfig, sparse_lr: float, batch_size: int
+    model: nn.Module,
+    env: DistEnv,
+    config: ShardingConfig,
+    sparse_lr: float,
+    batch_size: int,
+    pooling: Optional[Dict[str, List[float]]] = None,
 ) -> DistributedModelParallel:
     """Fused row-wise Adagrad on the tables, a plan from TorchRec's planner, then DMP."""
     apply_optimizer_in_backward(RowWiseAdagrad, _find_ebc(model).parameters(), {"lr": sparse_lr})
@@ -153,6 +170,7 @@ def shard(
         batch_size=batch_size,
         local_world_size=env.local_world_size,
         pg=dist.GroupMember.WORLD,
+        pooling=pooling,
     )
     return DistributedModelParallel(module=model, device=env.device, plan=sharding_plan, sharders=sharders())
 

@@ -63,6 +63,16 @@ def table_configs(spec: FeatureSpec, layout: PyramidLayout) -> List[EmbeddingBag
     ]
 
 
+def pooling_factors(spec: FeatureSpec, layout: PyramidLayout) -> Dict[str, List[float]]:
+    """Expected ids per bag for each feature of each table (in ``table_configs`` order), for the planner's
+    cost model: 1 for a single-valued feature, the group size for a token slot (a full history)."""
+    per_feature: Dict[str, float] = {f.name: (2.0 if f.multi_valued else 1.0) for f in spec.sparse}
+    groups = [float(lv.group) for lv in layout.levels for _ in range(lv.tokens)]
+    for name in token_feature_names(spec):
+        per_feature.update({token_key(name, s): g for s, g in zip(layout.slot_names(), groups)})
+    return {c.name: [per_feature[f] for f in c.feature_names] for c in table_configs(spec, layout)}
+
+
 def embedding_bag_collection(
     spec: FeatureSpec, layout: PyramidLayout, device: Optional[torch.device] = None
 ) -> EmbeddingBagCollection:

@@ -9,7 +9,7 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, combined_optimizer, shard
-from pyramid_mixer.embeddings.tables import embedding_bag_collection
+from pyramid_mixer.embeddings.tables import embedding_bag_collection, pooling_factors
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
@@ -25,16 +25,23 @@ class Built:
     num_parameters: int
 
 
-def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
-    """The model of ``config`` (seeded by ``train.seed``), sharded by TorchRec's planner on ``env``."""
+def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
+    """The model of ``config`` (seeded by ``train.seed``), its tables on the meta device."""
     torch.manual_seed(config.train.seed)
     layout = config.model.effective_layout()
     ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
     tower = PyramidMixer(config.model.tower_config(spec))
-    model = RankingTrain(
+    return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch),
         tuple(label.weight for label in spec.labels),
     )
+
+
+def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
+    """The model of ``config``, sharded by TorchRec's planner on ``env``, with its optimizer."""
+    model = unsharded(config, spec)
     num_parameters = sum(p.numel() for p in model.parameters())
-    dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size)
+    layout = config.model.effective_layout()
+    dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size,
+                pooling_factors(spec, layout))
     return Built(dmp, combined_optimizer(dmp, config.train.dense_lr), layout, num_parameters)
