@@ -115,6 +115,26 @@ def time_split(
     return t <= cutoff, t > cutoff, cutoff
 
 
+def share(dataset: ds.Dataset, rank: int, world_size: int) -> List[ds.ParquetFileFragment]:
+    """This rank's row groups, in file order: all row groups dealt to ranks, balanced by rows.
+
+    Deterministic for a file list, so every rank computes the same split without talking to the others.
+    A rank may get no row group when the data has fewer row groups than there are ranks.
+    """
+    groups = [g for f in dataset.get_fragments() for g in f.split_by_row_group()]
+    if world_size == 1:
+        return groups
+    rows = [g.row_groups[0].num_rows for g in groups]
+    load = [0] * world_size
+    mine = []
+    for i in sorted(range(len(groups)), key=lambda i: (-rows[i], i)):
+        r = min(range(world_size), key=lambda k: (load[k], k))
+        load[r] += rows[i]
+        if r == rank:
+            mine.append(i)
+    return [groups[i] for i in sorted(mine)]
+
+
 class ParquetReader:
     """Iterates ``RankingBatch`` es over Parquet files; re-iterable (one pass per ``iter``).
 
@@ -128,6 +148,9 @@ class ParquetReader:
             order and shuffles rows within a buffer of this many rows (training: logs are usually
             written grouped by user or time, and batches of one user's consecutive rows train badly).
         seed: the shuffle of pass ``n`` is drawn from ``(seed, n)``, so a run's data order is reproducible.
+        rank, world_size: this process's share of the data: the row groups of all files are dealt to the
+            ranks, largest first to the rank with the fewest rows so far (balanced by rows), so that across
+            ranks every row is read exactly once per pass.
     """
 
     def __init__(
@@ -139,9 +162,13 @@ class ParquetReader:
         row_filter: Optional[pc.Expression] = None,
         shuffle_rows: int = 0,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.files = expand_paths(paths)
         self.spec = spec
         self.batch_size = batch_size
@@ -156,17 +183,15 @@ class ParquetReader:
         columns = [c for c, _, _, _ in expected_columns(spec)]
         columns += list(oracle_columns(spec, self.dataset.schema).values())
         self.columns = columns
+        self.groups = share(self.dataset, rank, world_size)
         self.stats = ReadStats(files=len(self.files))
 
     def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[pa.RecordBatch]:
-        if rng is None:
-            yield from self.dataset.to_batches(
+        order = rng.permutation(len(self.groups)) if rng is not None else range(len(self.groups))
+        for i in order:
+            yield from self.groups[i].to_batches(
                 columns=self.columns, filter=self.row_filter, batch_size=self.batch_size
             )
-            return
-        groups = [g for f in self.dataset.get_fragments() for g in f.split_by_row_group()]
-        for i in rng.permutation(len(groups)):
-            yield from groups[i].to_batches(columns=self.columns, filter=self.row_filter)
 
     def _checked(self, rng: Optional[np.random.Generator]) -> Iterator[pa.Table]:
         """Scanned rows that pass the row checks; the rest are counted by reason."""

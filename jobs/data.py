@@ -21,9 +21,18 @@ class Source:
     description: str
 
     def reader(
-        self, spec: FeatureSpec, layout: PyramidLayout, batch_size: int, shuffle_rows: int = 0, seed: int = 0
+        self,
+        spec: FeatureSpec,
+        layout: PyramidLayout,
+        batch_size: int,
+        shuffle_rows: int = 0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> ParquetReader:
-        return ParquetReader(self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed)
+        return ParquetReader(
+            self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size
+        )
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,7 @@ from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.distributed import gather_arrays, lockstep, sum_stats
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
 from pyramid_mixer.ranking.metrics import auc, ranking_metrics
 from pyramid_mixer.ranking.popularity import Popularity
@@ -51,22 +52,31 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(dmp: DistributedModelParallel, reader: ParquetReader, device: torch.device,
-            show_progress: bool = True) -> Predictions:
+def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv) -> Predictions:
+    """Scores this rank's share of ``reader``; every rank gets all ranks' predictions, in rank order."""
     dmp.eval()
     parts: List[List[np.ndarray]] = []
-    bar = tqdm(reader, desc="eval", unit="batch", disable=not show_progress, leave=False)
-    for batch in bar:
-        _, (_, logits, labels) = dmp(batch.to(device))
-        parts.append([
-            torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),
-            batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy(),
-        ])
+    bar = tqdm(reader, desc="eval", unit="batch", disable=not env.is_main, leave=False)
+    for batch, real in lockstep(bar, env):
+        _, (_, logits, labels) = dmp(batch.to(env.device))
+        if real:
+            parts.append([
+                torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),
+                batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy(),
+            ])
     dmp.train()
-    if not parts:
+    local = [np.concatenate(cols) for cols in zip(*parts)] if parts else _empty(len(reader.spec.labels))
+    preds = Predictions(*gather_arrays(local, env))
+    if preds.scores.shape[0] == 0:
         raise DataError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()}); "
                         "check data.eval_days or data.test")
-    return Predictions(*[np.concatenate(cols) for cols in zip(*parts)])
+    return preds
+
+
+def _empty(num_labels: int) -> List[np.ndarray]:
+    two = np.zeros((0, num_labels))
+    one = np.zeros(0, dtype=np.int64)
+    return [two, two.astype(np.float32), two.astype(np.float32), one, one, one]
 
 
 def popularity_auc(train: Source, held_out: Source, spec: FeatureSpec) -> Optional[float]:
@@ -85,13 +95,13 @@ def popularity_auc(train: Source, held_out: Source, spec: FeatureSpec) -> Option
     return auc(test.column(label).to_numpy().astype(np.float64), pop.score(test.column(item).to_numpy()))
 
 
-def report_for(preds: Predictions, spec: FeatureSpec, reader: ParquetReader, split: str) -> EvalReport:
+def report_for(preds: Predictions, spec: FeatureSpec, rows: Dict[str, Any], split: str) -> EvalReport:
     names = spec.label_names
     oracle = {n: preds.oracle[:, j] for j, n in enumerate(names) if not np.isnan(preds.oracle[:, j]).any()}
     return EvalReport(
         split=split,
         labels=ranking_metrics(names, preds.labels, preds.scores, preds.groups, oracle),
-        rows=reader.stats.as_dict(),
+        rows=rows,
         auc_by_history=auc_by_history(preds.history_length, preds.labels[:, 0], preds.scores[:, 0]),
         calibration_curve=calibration_curve(preds.labels[:, 0], preds.scores[:, 0]),
     )
@@ -111,13 +121,14 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     srcs = sources(config.data, spec)
     if split not in srcs:
         raise ConfigError(f"split {split!r} needs data.{split} (and data.test) in the config")
-    reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size)
-    preds = predict(dmp, reader, env.device, show_progress=env.is_main)
-    report = report_for(preds, spec, reader, split)
-    report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
+    reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size,
+                                rank=env.rank, world_size=env.world_size)
+    preds = predict(dmp, reader, env)
+    report = report_for(preds, spec, sum_stats(reader.stats, env), split)
     report.extra["source"] = srcs[split].description
     run_dir = Path(config.run_dir)
     if env.is_main:
+        report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
         paths = write(report, run_dir, split)
         if config.eval.predictions:
             write_predictions(preds, spec, run_dir / "predictions.parquet")

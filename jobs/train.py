@@ -26,13 +26,14 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.features.reader import ReadStats, expand_paths
+from pyramid_mixer.features.reader import expand_paths
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.distributed import lockstep, sum_stats
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.report import EvalReport
 
@@ -72,8 +73,9 @@ def train(config: JobConfig) -> TrainResult:
         manifest = checkpoint.load(last, dmp, opt)
         first_epoch = int(manifest["epoch"]) + 1
         log.info("resuming after %s (epoch %d)", last, manifest["epoch"])
-    reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed)
-    total_batches = math.ceil(count_rows(src) / config.train.batch_size)
+    reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed,
+                        rank=env.rank, world_size=env.world_size)
+    total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -88,16 +90,16 @@ def train(config: JobConfig) -> TrainResult:
         bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                    disable=not env.is_main)
         epoch_start, epoch_rows = time.perf_counter(), 0
-        for batch in bar:
+        for batch, real in lockstep(bar, env):
             loss, _ = dmp(batch.to(env.device))
-            loss.backward()
+            (loss if real else loss * 0.0).backward()  # a rank past its share only keeps the others company
             opt.step()
             opt.zero_grad()
             result.steps += 1
-            epoch_rows += batch.batch_size
+            epoch_rows += batch.batch_size if real else 0
             result.final_loss = float(loss.detach())
             if result.steps % 10 == 0 or result.steps == 1:
-                rate = epoch_rows / max(time.perf_counter() - epoch_start, 1e-9)
+                rate = epoch_rows * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
                 bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
                 if writer is not None:
                     writer.add_scalar("train/loss", result.final_loss, result.steps)
@@ -106,8 +108,9 @@ def train(config: JobConfig) -> TrainResult:
                 break
         bar.close()
         result.epochs += 1
-        result.rows_trained += epoch_rows
-        result.read.append(reader.stats.as_dict() if epoch_rows else ReadStats().as_dict())
+        read = sum_stats(reader.stats, env)
+        result.read.append(read)
+        result.rows_trained += int(read["rows_used"])
         if config.train.checkpoint:
             meta = {"steps": result.steps, "rows": result.rows_trained}
             result.checkpoint = str(checkpoint.save(run_dir, epoch, dmp, opt, meta))

@@ -180,3 +180,29 @@ def test_age_windows_put_each_behaviour_in_its_window(tmp_path: Path) -> None:
             got.append(jt.values()[jt.offsets()[b] : jt.offsets()[b + 1]].tolist())
         assert got == expected, b
         assert int(batch.sparse_features.lengths().view(-1, 40)[7 + len(day) : 7 + 8, b].sum()) == 0
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_read_disjoint_balanced_shares_that_cover_every_row(tmp_path: Path, world_size: int) -> None:
+    rows = random_rows(230, seed=14, max_history=5)
+    for i, r in enumerate(rows):
+        r["request_id"] = i
+    write_rows(tmp_path / "a.parquet", rows[:150], row_group_size=20)  # 8 row groups, the last of 10 rows
+    write_rows(tmp_path / "b.parquet", rows[150:], row_group_size=30)  # 3 row groups, the last of 20 rows
+    seen = []
+    for rank in range(world_size):
+        reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, shuffle_rows=40, rank=rank,
+                               world_size=world_size)
+        ids = [int(r) for b in reader for r in b.request_ids]
+        assert reader.stats.rows_read == len(ids)
+        seen.append(ids)
+    flat = sorted(i for ids in seen for i in ids)
+    assert flat == list(range(230))  # every row exactly once across ranks
+    sizes = [len(ids) for ids in seen]
+    assert max(sizes) - min(sizes) <= 30  # balanced to within one row group
+
+
+def test_bad_rank_is_an_error(tmp_path: Path) -> None:
+    write_rows(tmp_path / "a.parquet", random_rows(5))
+    with pytest.raises(ValueError, match="rank 2 is not in"):
+        ParquetReader([tmp_path], default_spec(), LAYOUT, 4, rank=2, world_size=2)

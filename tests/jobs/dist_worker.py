@@ -1,0 +1,106 @@
+"""Worker for the multi-process tests: one rank of a gloo run over fixed batches.
+
+Rank r of W trains on rows ``[s*G + r*G/W, s*G + (r+1)*G/W)`` of step s (G = global batch), so 1-process and
+W-process runs see the same global batches. A 1-process run saves its initial and trained checkpoints
+(``out/init-{sharding}``, ``out/trained-{sharding}``); a W-process run starts from the initial one of the same
+sharding and evaluates the *table-wise* trained one, resharded. Results: ``out/result-{world}-{sharding}.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import pyarrow.dataset as ds
+import torch
+import torch.distributed as dist
+
+from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.features.kjt_builder import BatchBuilder
+from pyramid_mixer.features.spec import default_spec
+from pyramid_mixer.jobs import checkpoint
+from pyramid_mixer.jobs.build import build
+from pyramid_mixer.jobs.config import load_config
+from pyramid_mixer.jobs.distributed import gather_arrays, lockstep
+from pyramid_mixer.jobs.eval import Predictions, report_for
+
+GLOBAL_BATCH = 64
+STEPS = 3
+
+OVERRIDES = [
+    "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 12, group: 4}]",
+    "model.tower.out_dim=16",
+    "model.over_arch.hidden=[16]",
+    "train.dense_lr=0.01",
+    "train.sparse_lr=0.1",
+]
+
+
+def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[str], kernels: List[str]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    env = init_distributed()
+    config = load_config(None, OVERRIDES + [
+        f"model.sharding.sharding_types={sharding}", f"model.sharding.compute_kernels={kernels}",
+        f"train.batch_size={GLOBAL_BATCH // world}", f"run_dir={out}/run-{world}-{sharding[0]}",
+    ])
+    spec = default_spec()
+    built = build(config, spec, env)
+    builder = BatchBuilder(spec, built.layout)
+    table = ds.dataset(data, format="parquet").to_table()
+    share = GLOBAL_BATCH // world
+    root = Path(out)
+    tag = sharding[0]
+    if world == 1:
+        checkpoint.save(root / f"init-{tag}", 0, built.dmp, built.optimizer, {})
+    else:
+        checkpoint.load(root / f"init-{tag}" / "checkpoints" / "epoch-0", built.dmp, built.optimizer)
+
+    losses: List[float] = []
+    for s in range(STEPS):
+        batch = builder.build(table.slice(s * GLOBAL_BATCH + rank * share, share))
+        loss, _ = built.dmp(batch)
+        loss.backward()
+        built.optimizer.step()
+        built.optimizer.zero_grad()
+        mean = loss.detach().clone()
+        if world > 1:
+            dist.all_reduce(mean)
+            mean /= world
+        losses.append(float(mean))
+
+    if world == 1:
+        checkpoint.save(root / f"trained-{tag}", 1, built.dmp, built.optimizer, {})
+    else:  # evaluate the 1-process table-wise model, resharded onto this topology and sharding
+        checkpoint.load(root / "trained-table_wise" / "checkpoints" / "epoch-1", built.dmp)
+    eval_rows = table.slice(STEPS * GLOBAL_BATCH)
+    # an uneven split on purpose: rank 0 takes 2 batches more than the others
+    n = eval_rows.num_rows
+    cuts = [0] + [n // 2 + (n // 2) * r // world for r in range(1, world)] + [n] if world > 1 else [0, n]
+    mine = eval_rows.slice(cuts[rank], cuts[rank + 1] - cuts[rank])
+    batches = [builder.build(mine.slice(i, 16)) for i in range(0, mine.num_rows, 16)]
+    parts = []
+    built.dmp.eval()
+    with torch.no_grad():
+        for batch, real in lockstep(batches, env):
+            _, (_, logits, labels) = built.dmp(batch)
+            if real:
+                parts.append([torch.sigmoid(logits).double().numpy(), labels.numpy(), batch.oracle.numpy(),
+                              batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy()])
+    preds = Predictions(*gather_arrays([np.concatenate(c) for c in zip(*parts)], env))
+    order = np.argsort(preds.request_ids, kind="stable")
+    report = report_for(Predictions(*[getattr(preds, f)[order] for f in preds.__dataclass_fields__]), spec,
+                        {"rows_read": 0, "rows_used": 0, "rows_rejected": 0}, "eval")
+    if rank == 0:
+        result: Dict[str, Any] = {
+            "losses": losses,
+            "metrics": {m.label: [m.auc, m.uauc, m.gauc] for m in report.labels},
+            "rows": int(preds.scores.shape[0]),
+            "scores": preds.scores[order][:, 0].tolist(),
+        }
+        (root / f"result-{world}-{sharding[0]}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
