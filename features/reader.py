@@ -234,6 +234,19 @@ class ParquetReader:
         if pending_rows:
             yield pa.Table.from_batches(pending)
 
+    def sample_batch(self) -> RankingBatch:
+        """One usable row of the split, from any share, as a batch; not counted in ``stats``.
+
+        What a rank whose share is exhausted (or empty) feeds the collective ops with zero weight while
+        the other ranks finish theirs.
+        """
+        for rb in self.dataset.to_batches(columns=self.columns, filter=self.row_filter, batch_size=256):
+            table = pa.Table.from_batches([rb])
+            ok = check_rows(table, self.spec).ok
+            if ok.any():
+                return self.builder.build(table.filter(pa.array(ok)).slice(0, 1))
+        raise DataError(f"{self.files}: no usable row in this split")
+
     def __iter__(self) -> Iterator[RankingBatch]:
         self.stats = ReadStats(files=len(self.files))
         rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle_rows else None

@@ -16,7 +16,10 @@ CONFIG_HELP = (
     "YAML config with sections run_dir, data, generate, model, train, eval "
     "(default: the packaged demo config, pyramid_mixer/jobs/configs/demo.yaml)"
 )
-SET_HELP = "override one config value, e.g. --set train.epochs=2 --set model.tower.fusion=sum (repeatable)"
+SET_HELP = (
+    "override config values, e.g. --set train.epochs=2 model.tower.fusion=sum "
+    "(several after one --set, or --set repeated)"
+)
 
 
 def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
@@ -24,7 +27,8 @@ def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentPa
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", default=None, help=CONFIG_HELP)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help=SET_HELP)
     return p
 
 

@@ -7,7 +7,7 @@ At world size 1 every function here is a plain pass-through, so single-process r
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -15,7 +15,6 @@ import torch.distributed as dist
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv
 from pyramid_mixer.features.reader import ReadStats
-from pyramid_mixer.features.schema import DataError
 
 T = TypeVar("T")
 
@@ -29,12 +28,13 @@ def any_rank(flag: bool, env: DistEnv) -> bool:
     return bool(t.item())
 
 
-def lockstep(batches: Iterable[T], env: DistEnv) -> Iterator[Tuple[T, bool]]:
+def lockstep(batches: Iterable[T], env: DistEnv, filler: Callable[[], T]) -> Iterator[Tuple[T, bool]]:
     """``(batch, real)`` until every rank has run out of batches.
 
     Ranks read shares of different sizes, but every sharded forward and every DDP backward is a collective,
-    so all ranks must take the same number of steps. A rank that has run out repeats its last batch with
-    ``real=False`` (the caller gives it zero weight: its rows are not used twice) until the others finish.
+    so all ranks must take the same number of steps. A rank that has run out repeats its last batch (or,
+    if its share was empty, ``filler()``) with ``real=False``: the caller gives it zero weight, so no row is
+    used twice, until the others finish.
     """
     it = iter(batches)
     last: Optional[T] = None
@@ -45,13 +45,10 @@ def lockstep(batches: Iterable[T], env: DistEnv) -> Iterator[Tuple[T, bool]]:
         if batch is not None:
             last = batch
             yield batch, True
-        elif last is not None:
-            yield last, False
         else:
-            raise DataError(
-                f"rank {env.rank} of {env.world_size} got no rows while other ranks did: the data has fewer "
-                "row groups than ranks; write smaller row groups or use fewer processes"
-            )
+            if last is None:
+                last = filler()
+            yield last, False
 
 
 def sum_stats(stats: ReadStats, env: DistEnv) -> Dict[str, Any]:

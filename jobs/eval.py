@@ -57,7 +57,7 @@ def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv) 
     dmp.eval()
     parts: List[List[np.ndarray]] = []
     bar = tqdm(reader, desc="eval", unit="batch", disable=not env.is_main, leave=False)
-    for batch, real in lockstep(bar, env):
+    for batch, real in lockstep(bar, env, reader.sample_batch):
         _, (_, logits, labels) = dmp(batch.to(env.device))
         if real:
             parts.append([

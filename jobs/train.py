@@ -90,7 +90,7 @@ def train(config: JobConfig) -> TrainResult:
         bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                    disable=not env.is_main)
         epoch_start, epoch_rows = time.perf_counter(), 0
-        for batch, real in lockstep(bar, env):
+        for batch, real in lockstep(bar, env, reader.sample_batch):
             loss, _ = dmp(batch.to(env.device))
             (loss if real else loss * 0.0).backward()  # a rank past its share only keeps the others company
             opt.step()
