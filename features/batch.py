@@ -7,7 +7,7 @@ has them (synthetic logs), and each row's history length (for AUC by history len
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -16,13 +16,15 @@ from torchrec.datasets.utils import Batch
 
 @dataclass
 class RankingBatch(Batch):
-    """Shapes: dense ``B X n_dense``, labels ``B X n_labels``, group_ids/request_ids/history_length ``B``,
-    oracle ``B X n_labels`` (NaN where the data has no true probability)."""
+    """Shapes: dense ``B X n_dense``, labels ``B X n_labels``, group_ids/request_ids/history_length/weights
+    ``B``, oracle ``B X n_labels`` (NaN where the data has no true probability). ``weights`` scale each
+    row's loss: 1 for rows read, 0 for a batch that only keeps other ranks' collectives company."""
 
     group_ids: torch.Tensor
     request_ids: torch.Tensor
     oracle: torch.Tensor
     history_length: torch.Tensor
+    weights: torch.Tensor
 
     def _map(self, fn: Any) -> "RankingBatch":
         return RankingBatch(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
@@ -36,6 +38,10 @@ class RankingBatch(Batch):
 
     def pin_memory(self) -> "RankingBatch":
         return self._map(lambda t: t.pin_memory())
+
+    def zero_weight(self) -> "RankingBatch":
+        """The same rows with weight 0: they run through the model and contribute no gradient."""
+        return replace(self, weights=torch.zeros_like(self.weights))
 
     @property
     def batch_size(self) -> int:

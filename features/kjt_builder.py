@@ -148,6 +148,7 @@ class BatchBuilder:
             request_ids=torch.from_numpy(_np(table.column(spec.request_id)).astype(np.int64)),
             oracle=self._oracle(table),
             history_length=torch.from_numpy(np.minimum(hist_len, self.cap)),
+            weights=torch.ones(B),
         )
 
     def _dense(self, table: pa.Table) -> torch.Tensor:

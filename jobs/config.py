@@ -81,6 +81,7 @@ class TrainConfig:
     shuffle_rows: int = 32768  # rows shuffled together (row groups are visited in random order too)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     max_steps: int = 0  # 0: no limit (a quick look at a big dataset)
+    pipeline: bool = True  # TorchRec's TrainPipelineSparseDist; false: a plain loop (same results)
     checkpoint: bool = True
 
 

@@ -17,16 +17,20 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import pyarrow.dataset as ds
 import torch
+from torch.optim import Optimizer
 from torch.utils.tensorboard import SummaryWriter
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
-from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
+from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.features.reader import expand_paths
+from pyramid_mixer.features.reader import ParquetReader, expand_paths
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -55,6 +59,59 @@ class TrainResult:
 
 def count_rows(src: Source) -> int:
     return ds.dataset(expand_paths(src.paths), format="parquet").count_rows(filter=src.row_filter)
+
+
+def in_lockstep(batches: Iterable[RankingBatch], reader: ParquetReader, env: DistEnv) -> Iterator[RankingBatch]:
+    """This rank's batches, in step with the other ranks: once its share is done, zero-weight fillers."""
+    for batch, real in lockstep(batches, env, reader.sample_batch):
+        yield batch if real else batch.zero_weight()
+
+
+class PlainLoop:
+    """One training step per ``progress`` call: forward, backward (the tables' fused optimizer steps inside
+    it), dense optimizer step. The fallback where ``TrainPipelineSparseDist`` is not wanted."""
+
+    def __init__(self, dmp: DistributedModelParallel, optimizer: Optimizer, device: torch.device) -> None:
+        self.dmp, self.optimizer, self.device = dmp, optimizer, device
+
+    def progress(self, batches: Iterator[RankingBatch]) -> torch.Tensor:
+        loss, _ = self.dmp(next(batches).to(self.device))
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return loss.detach()
+
+    def detach(self) -> None:
+        """Nothing to undo: the plain loop leaves the model as it is."""
+
+
+class PipelineLoop:
+    """TorchRec's ``TrainPipelineSparseDist``: the next batch's input distribution overlaps this batch's
+    compute (with CUDA streams on GPUs; on CPU the same code path without overlap).
+
+    The pipeline rewrites the model's sharded modules to take pre-distributed input; ``detach`` gives the
+    plain model back (for eval and checkpoints) and the next ``progress`` attaches it again.
+    """
+
+    def __init__(self, dmp: DistributedModelParallel, optimizer: Optimizer, device: torch.device) -> None:
+        self.pipeline = TrainPipelineSparseDist(dmp, optimizer, device, execute_all_batches=True)
+        self.attached = True
+
+    def progress(self, batches: Iterator[RankingBatch]) -> torch.Tensor:
+        if not self.attached:
+            self.pipeline.attach()
+            self.attached = True
+        loss, _, _ = self.pipeline.progress(batches)  # the model's output: (loss, logits, labels)
+        return loss
+
+    def detach(self) -> None:
+        if self.attached:
+            self.pipeline.detach()
+            self.attached = False
+
+
+def make_stepper(pipeline: bool, dmp: DistributedModelParallel, optimizer: Optimizer, env: DistEnv):  # type: ignore[no-untyped-def]
+    return (PipelineLoop if pipeline else PlainLoop)(dmp, optimizer, env.device)
 
 
 def train(config: JobConfig) -> TrainResult:
@@ -86,27 +143,26 @@ def train(config: JobConfig) -> TrainResult:
                          num_parameters=built.num_parameters)
     start = time.perf_counter()
     dmp.train()
+    stepper = make_stepper(config.train.pipeline, dmp, opt, env)
     for epoch in range(first_epoch, config.train.epochs + 1):
         bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                    disable=not env.is_main)
-        epoch_start, epoch_rows = time.perf_counter(), 0
-        for batch, real in lockstep(bar, env, reader.sample_batch):
-            loss, _ = dmp(batch.to(env.device))
-            (loss if real else loss * 0.0).backward()  # a rank past its share only keeps the others company
-            opt.step()
-            opt.zero_grad()
+        epoch_start, batches = time.perf_counter(), in_lockstep(bar, reader, env)
+        while not (config.train.max_steps and result.steps >= config.train.max_steps):
+            try:
+                loss = stepper.progress(batches)
+            except StopIteration:
+                break
             result.steps += 1
-            epoch_rows += batch.batch_size if real else 0
-            result.final_loss = float(loss.detach())
+            result.final_loss = float(loss)
             if result.steps % 10 == 0 or result.steps == 1:
-                rate = epoch_rows * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                rate = reader.stats.rows_used * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
                 bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
                 if writer is not None:
                     writer.add_scalar("train/loss", result.final_loss, result.steps)
                     writer.add_scalar("train/rows_per_s", rate, result.steps)
-            if config.train.max_steps and result.steps >= config.train.max_steps:
-                break
         bar.close()
+        stepper.detach()
         result.epochs += 1
         read = sum_stats(reader.stats, env)
         result.read.append(read)

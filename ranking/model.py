@@ -48,6 +48,20 @@ class OverArchConfig:
     hidden: Tuple[int, ...] = (256, 128)
 
 
+@torch.fx.wrap
+def _token_mask(kjt: KeyedJaggedTensor, first: int, num_slots: int, expected_key: str) -> torch.Tensor:
+    """``B X S``: the bags of keys ``first .. first + S`` are non-empty. A leaf for torch.fx (TorchRec's
+    train pipeline traces the model), since it checks the key order in Python."""
+    if kjt.keys()[first] != expected_key:
+        raise ValueError(
+            f"batch KJT key {first} is {kjt.keys()[first]!r}, expected {expected_key!r}: "
+            "the reader's spec/layout differ from the model's"
+        )
+    B = kjt.stride()
+    lengths = kjt.lengths().view(-1, B)  # K X B
+    return lengths[first : first + num_slots].t() > 0  # B X S
+
+
 class RankingModel(nn.Module):
     """Args:
     ebc: the embedding-bag collection built from the spec and layout (``embeddings.tables``).
@@ -76,15 +90,7 @@ class RankingModel(nn.Module):
     def token_mask(self, kjt: KeyedJaggedTensor) -> torch.Tensor:
         """``B X S`` bool: a slot is a real token iff its bag is non-empty."""
         k = self.keys
-        first = k.mask_first_key
-        if kjt.keys()[first] != k.kjt_keys[first]:
-            raise ValueError(
-                f"batch KJT key {first} is {kjt.keys()[first]!r}, expected {k.kjt_keys[first]!r}: "
-                "the reader's spec/layout differ from the model's"
-            )
-        B = kjt.stride()
-        lengths = kjt.lengths().view(-1, B)  # K X B
-        return lengths[first : first + k.num_slots].t() > 0  # B X S
+        return _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])
 
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> torch.Tensor:
         k = self.keys
@@ -99,7 +105,8 @@ class RankingModel(nn.Module):
 
 
 class RankingTrain(nn.Module):
-    """Wraps the model with the loss: ``sum_l w_l * BCE_l`` over labels (weights from the spec)."""
+    """Wraps the model with the loss: ``sum_l w_l * mean_i(v_i * BCE_il)`` over labels ``l`` (weights ``w``
+    from the spec) and rows ``i`` (the batch's row weights ``v``: 1 for data, 0 for filler batches)."""
 
     def __init__(self, model: RankingModel, label_weights: Tuple[float, ...]) -> None:
         super().__init__()
@@ -110,6 +117,7 @@ class RankingTrain(nn.Module):
         self, batch: RankingBatch
     ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         logits = self.model(batch.sparse_features, batch.dense_features)
-        per_label = nnf.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none").mean(0)
+        bce = nnf.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")  # B X n_labels
+        per_label = (bce * batch.weights[:, None]).mean(0)
         loss = (per_label * self.label_weights).sum()
         return loss, (loss.detach(), logits.detach(), batch.labels)
