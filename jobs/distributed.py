@@ -51,6 +51,14 @@ def lockstep(batches: Iterable[T], env: DistEnv, filler: Callable[[], T]) -> Ite
             yield last, False
 
 
+def sum_over_ranks(value: int, env: DistEnv) -> int:
+    if env.world_size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def sum_stats(stats: ReadStats, env: DistEnv) -> Dict[str, Any]:
     """Row accounting summed over ranks (rejection reasons merged)."""
     mine = stats.as_dict()

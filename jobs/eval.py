@@ -58,7 +58,7 @@ def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv) 
     parts: List[List[np.ndarray]] = []
     bar = tqdm(reader, desc="eval", unit="batch", disable=not env.is_main, leave=False)
     for batch, real in lockstep(bar, env, reader.sample_batch):
-        _, (_, logits, labels) = dmp(batch.to(env.device))
+        _, (_, logits, labels, _) = dmp(batch.to(env.device))
         if real:
             parts.append([
                 torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),

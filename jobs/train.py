@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pyarrow.dataset as ds
 import torch
@@ -37,7 +37,7 @@ from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
-from pyramid_mixer.jobs.distributed import lockstep, sum_stats
+from pyramid_mixer.jobs.distributed import lockstep, sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.report import EvalReport
 
@@ -74,12 +74,13 @@ class PlainLoop:
     def __init__(self, dmp: DistributedModelParallel, optimizer: Optimizer, device: torch.device) -> None:
         self.dmp, self.optimizer, self.device = dmp, optimizer, device
 
-    def progress(self, batches: Iterator[RankingBatch]) -> torch.Tensor:
-        loss, _ = self.dmp(next(batches).to(self.device))
+    def progress(self, batches: Iterator[RankingBatch]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One step; returns the loss and the row weights of the batch it trained on."""
+        loss, (_, _, _, weights) = self.dmp(next(batches).to(self.device))
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad()
-        return loss.detach()
+        return loss.detach(), weights
 
     def detach(self) -> None:
         """Nothing to undo: the plain loop leaves the model as it is."""
@@ -97,12 +98,13 @@ class PipelineLoop:
         self.pipeline = TrainPipelineSparseDist(dmp, optimizer, device, execute_all_batches=True)
         self.attached = True
 
-    def progress(self, batches: Iterator[RankingBatch]) -> torch.Tensor:
+    def progress(self, batches: Iterator[RankingBatch]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One step (batches are read ahead); returns the loss and the row weights of the trained batch."""
         if not self.attached:
             self.pipeline.attach()
             self.attached = True
-        loss, _, _ = self.pipeline.progress(batches)  # the model's output: (loss, logits, labels)
-        return loss
+        loss, _, _, weights = self.pipeline.progress(batches)  # the model's output (see RankingTrain)
+        return loss, weights
 
     def detach(self) -> None:
         if self.attached:
@@ -147,16 +149,17 @@ def train(config: JobConfig) -> TrainResult:
     for epoch in range(first_epoch, config.train.epochs + 1):
         bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                    disable=not env.is_main)
-        epoch_start, batches = time.perf_counter(), in_lockstep(bar, reader, env)
+        epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
         while not (config.train.max_steps and result.steps >= config.train.max_steps):
             try:
-                loss = stepper.progress(batches)
+                loss, weights = stepper.progress(batches)
             except StopIteration:
                 break
             result.steps += 1
+            trained += int(weights.sum())
             result.final_loss = float(loss)
             if result.steps % 10 == 0 or result.steps == 1:
-                rate = reader.stats.rows_used * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                rate = trained * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
                 bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
                 if writer is not None:
                     writer.add_scalar("train/loss", result.final_loss, result.steps)
@@ -165,8 +168,9 @@ def train(config: JobConfig) -> TrainResult:
         stepper.detach()
         result.epochs += 1
         read = sum_stats(reader.stats, env)
+        read["rows_trained"] = sum_over_ranks(trained, env)  # < rows_used only when max_steps cut the pass
         result.read.append(read)
-        result.rows_trained += int(read["rows_used"])
+        result.rows_trained += read["rows_trained"]
         if config.train.checkpoint:
             meta = {"steps": result.steps, "rows": result.rows_trained}
             result.checkpoint = str(checkpoint.save(run_dir, epoch, dmp, opt, meta))
@@ -190,10 +194,12 @@ def summary(result: TrainResult) -> str:
     ]
     for i, r in enumerate(result.read, 1):
         line = f"train rows, epoch {i}: read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}"
+        if r["rows_trained"] != r["rows_used"]:
+            line += f", trained {r['rows_trained']} (the rest were read ahead when train.max_steps stopped)"
         if r["rejected_by_reason"]:
             line += f" {r['rejected_by_reason']}"
         if r["rows_unconsumed"]:
-            line += f", left in the read-ahead buffer when train.max_steps stopped the pass {r['rows_unconsumed']}"
+            line += f", still in the shuffle buffer when train.max_steps stopped {r['rows_unconsumed']}"
         lines.append(line)
     if result.checkpoint:
         lines.append(f"checkpoint {result.checkpoint}")

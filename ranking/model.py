@@ -7,8 +7,8 @@ Parts, each testable alone (TorchRec's DLRM layout):
 - the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``);
 - the over arch: tower output + pooled sparse embeddings + dense features -> MLP -> ``B X n_labels``.
 
-``RankingTrain`` owns the loss (BCE per label, weighted) and returns ``(loss, (loss, logits, labels))``, the
-contract of TorchRec's ``TrainPipelineSparseDist``.
+``RankingTrain`` owns the loss (BCE per label, weighted) and returns ``(loss, (loss, logits, labels,
+row weights))``, the ``(loss, output)`` contract of TorchRec's ``TrainPipelineSparseDist``.
 
 Example::
 
@@ -115,9 +115,9 @@ class RankingTrain(nn.Module):
 
     def forward(
         self, batch: RankingBatch
-    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         logits = self.model(batch.sparse_features, batch.dense_features)
         bce = nnf.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")  # B X n_labels
         per_label = (bce * batch.weights[:, None]).mean(0)
         loss = (per_label * self.label_weights).sum()
-        return loss, (loss.detach(), logits.detach(), batch.labels)
+        return loss, (loss.detach(), logits.detach(), batch.labels, batch.weights)

@@ -87,7 +87,7 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
     built.dmp.eval()
     with torch.no_grad():
         for batch, real in lockstep(batches, env, lambda: builder.build(eval_rows.slice(0, 1))):
-            _, (_, logits, labels) = built.dmp(batch)
+            _, (_, logits, labels, _) = built.dmp(batch)
             if real:
                 parts.append([torch.sigmoid(logits).double().numpy(), labels.numpy(), batch.oracle.numpy(),
                               batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy()])

@@ -67,7 +67,8 @@ def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[n
     model = _model(PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=5,
                                                    num_target_features=3, out_dim=8)))
     weights = (1.0, 0.5, 0.25)
-    loss, (detached, logits, labels) = RankingTrain(model, weights)(batch)
+    loss, (detached, logits, labels, row_weights) = RankingTrain(model, weights)(batch)
+    assert torch.equal(row_weights, torch.ones(12))
     per_label = [nnf.binary_cross_entropy_with_logits(logits[:, j], labels[:, j]) for j in range(3)]
     torch.testing.assert_close(loss, sum(w * l for w, l in zip(weights, per_label)))
     assert torch.equal(detached, loss.detach()) and not detached.requires_grad
