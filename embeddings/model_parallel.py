@@ -176,9 +176,15 @@ def shard(
 
 
 def combined_optimizer(dmp: DistributedModelParallel, dense_lr: float) -> CombinedOptimizer:
-    """The tables' fused optimizer (stepped inside backward) + Adam on every other parameter."""
+    """The tables' fused optimizer (stepped inside backward) + Adam on every other parameter.
+
+    Adam's state is created up front (``init_state``: one step with zero gradients, which moves nothing),
+    so that a checkpoint can be loaded into it in place; lazily created state would be missed by DCP.
+    """
     dense: KeyedOptimizer = KeyedOptimizerWrapper(
         dict(in_backward_optimizer_filter(dmp.named_parameters())),
         lambda params: torch.optim.Adam(params, lr=dense_lr),
     )
+    dense.init_state()
+    dense.zero_grad(set_to_none=True)
     return CombinedOptimizer([dmp.fused_optimizer, dense])

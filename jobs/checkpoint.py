@@ -3,6 +3,10 @@
 A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}``, written under a temporary name and renamed
 when every rank has finished (then a ``MANIFEST.json`` is written last), so a directory without a manifest
 is never loaded. DCP reads no pickled code; ``latest`` ignores incomplete checkpoints.
+
+What a resume needs besides the weights and optimizer states: the data position is the epoch (epoch ``e``
+reads in the order drawn from ``(train.seed, e - 1)``), and training draws no other random numbers after
+the model is built (no dropout), so no RNG state is needed to continue exactly.
 """
 
 from __future__ import annotations

@@ -149,6 +149,7 @@ def train(config: JobConfig) -> TrainResult:
     for epoch in range(first_epoch, config.train.epochs + 1):
         bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                    disable=not env.is_main)
+        reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
         epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
         while not (config.train.max_steps and result.steps >= config.train.max_steps):
             try:
@@ -172,7 +173,7 @@ def train(config: JobConfig) -> TrainResult:
         result.read.append(read)
         result.rows_trained += read["rows_trained"]
         if config.train.checkpoint:
-            meta = {"steps": result.steps, "rows": result.rows_trained}
+            meta = {"steps": result.steps, "rows": result.rows_trained, "seed": config.train.seed}
             result.checkpoint = str(checkpoint.save(run_dir, epoch, dmp, opt, meta))
         if config.train.max_steps and result.steps >= config.train.max_steps:
             break

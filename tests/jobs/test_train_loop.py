@@ -78,3 +78,23 @@ def test_a_zero_weight_batch_contributes_no_gradient(tmp_path: Path) -> None:
     loss.backward()
     moved = _state(built.dmp)
     assert not all(torch.equal(before[k], moved[k]) for k in before if "embedding_bags" in k)
+
+
+def test_resuming_after_an_epoch_gives_the_uninterrupted_model(tmp_path: Path) -> None:
+    """Two epochs in one run and one epoch + a resumed second epoch: bit-identical parameters."""
+    from pyramid_mixer.jobs import checkpoint
+    from pyramid_mixer.jobs.train import train
+
+    write_rows(tmp_path / "data" / "a.parquet", random_rows(32 * 5, seed=33, max_history=20), row_group_size=40)
+    common = OVERRIDES + [f"data.path={tmp_path / 'data'}", "data.eval_days=2", "train.shuffle_rows=64"]
+    train(load_config(None, common + ["train.epochs=2", f"run_dir={tmp_path / 'straight'}"]))
+    train(load_config(None, common + ["train.epochs=1", f"run_dir={tmp_path / 'resumed'}"]))
+    resumed = train(load_config(None, common + ["train.epochs=2", f"run_dir={tmp_path / 'resumed'}"]))
+    assert resumed.epochs == 1  # only the second epoch ran
+    env = init_distributed()
+    states = []
+    for run in ("straight", "resumed"):
+        built = build(load_config(None, OVERRIDES), default_spec(), env)
+        checkpoint.load(tmp_path / run / "checkpoints" / "epoch-2", built.dmp, built.optimizer)
+        states.append(_state(built.dmp))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
