@@ -3,7 +3,10 @@
 Rank r of W trains on rows ``[s*G + r*G/W, s*G + (r+1)*G/W)`` of step s (G = global batch), so 1-process and
 W-process runs see the same global batches. A 1-process run saves its initial and trained checkpoints
 (``out/init-{sharding}``, ``out/trained-{sharding}``); a W-process run starts from the initial one of the same
-sharding and evaluates the *table-wise* trained one, resharded. Results: ``out/result-{world}-{sharding}.json``.
+sharding, saves its own trained state (``out/trained2-{sharding}``), trains two more batches (what a resumed
+run must reproduce) and evaluates the *table-wise* trained 1-process model, resharded. Results:
+``out/result-{world}-{sharding}.json``. ``resume`` continues the 2-process table-wise state on 1 or 2
+processes.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -39,7 +42,18 @@ OVERRIDES = [
 ]
 
 
-def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[str], kernels: List[str]) -> None:
+def resume(rank: int, world: int, port: int, data: str, out: str) -> None:
+    """Loads the 2-process table-wise run's final checkpoint (weights and optimizer states) on ``world``
+    processes and trains two more global batches; rank 0 writes the losses to ``out/resume-{world}.json``."""
+    env, config, built, builder, table = _setup(rank, world, port, data, out, ["table_wise"], ["fused"])
+    checkpoint.load(Path(out) / "trained2-table_wise" / "checkpoints" / "epoch-1", built.dmp, built.optimizer)
+    losses = _steps(built, builder, table, rank, world, range(STEPS, STEPS + 2))
+    if rank == 0:
+        (Path(out) / f"resume-{world}.json").write_text(json.dumps({"losses": losses}))
+    dist.destroy_process_group()
+
+
+def _setup(rank: int, world: int, port: int, data: str, out: str, sharding: List[str], kernels: List[str]):  # type: ignore[no-untyped-def]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -48,20 +62,16 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
         f"model.sharding.sharding_types={sharding}", f"model.sharding.compute_kernels={kernels}",
         f"train.batch_size={GLOBAL_BATCH // world}", f"run_dir={out}/run-{world}-{sharding[0]}",
     ])
-    spec = default_spec()
-    built = build(config, spec, env)
-    builder = BatchBuilder(spec, built.layout)
-    table = ds.dataset(data, format="parquet").to_table()
-    share = GLOBAL_BATCH // world
-    root = Path(out)
-    tag = sharding[0]
-    if world == 1:
-        checkpoint.save(root / f"init-{tag}", 0, built.dmp, built.optimizer, {})
-    else:
-        checkpoint.load(root / f"init-{tag}" / "checkpoints" / "epoch-0", built.dmp, built.optimizer)
+    built = build(config, default_spec(), env)
+    builder = BatchBuilder(default_spec(), built.layout)
+    return env, config, built, builder, ds.dataset(data, format="parquet").to_table()
 
+
+def _steps(built, builder, table, rank: int, world: int, steps: Iterable[int]) -> List[float]:  # type: ignore[no-untyped-def]
+    """Trains on global batches ``steps`` (this rank's slice of each); returns the mean loss over ranks."""
+    share = GLOBAL_BATCH // world
     losses: List[float] = []
-    for s in range(STEPS):
+    for s in steps:
         batch = builder.build(table.slice(s * GLOBAL_BATCH + rank * share, share))
         loss, _ = built.dmp(batch)
         loss.backward()
@@ -72,10 +82,26 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
             dist.all_reduce(mean)
             mean /= world
         losses.append(float(mean))
+    return losses
+
+
+def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[str], kernels: List[str]) -> None:
+    env, config, built, builder, table = _setup(rank, world, port, data, out, sharding, kernels)
+    spec = default_spec()
+    root = Path(out)
+    tag = sharding[0]
+    if world == 1:
+        checkpoint.save(root / f"init-{tag}", 0, built.dmp, built.optimizer, {})
+    else:
+        checkpoint.load(root / f"init-{tag}" / "checkpoints" / "epoch-0", built.dmp, built.optimizer)
+
+    losses = _steps(built, builder, table, rank, world, range(STEPS))
 
     if world == 1:
         checkpoint.save(root / f"trained-{tag}", 1, built.dmp, built.optimizer, {})
-    else:  # evaluate the 1-process table-wise model, resharded onto this topology and sharding
+    else:  # keep this run's state for the resume test, then evaluate the 1-process table-wise model, resharded onto this topology and sharding
+        checkpoint.save(root / f"trained2-{tag}", 1, built.dmp, built.optimizer, {})
+        continued = _steps(built, builder, table, rank, world, range(STEPS, STEPS + 2))  # as if never stopped
         checkpoint.load(root / "trained-table_wise" / "checkpoints" / "epoch-1", built.dmp)
     eval_rows = table.slice(STEPS * GLOBAL_BATCH)
     # an uneven split on purpose: rank 0 takes 2 batches more than the others
@@ -98,6 +124,7 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
     if rank == 0:
         result: Dict[str, Any] = {
             "losses": losses,
+            "continued": continued if world > 1 else [],
             "metrics": {m.label: [m.auc, m.uauc, m.gauc] for m in report.labels},
             "rows": int(preds.scores.shape[0]),
             "scores": preds.scores[order][:, 0].tolist(),
