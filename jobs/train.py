@@ -17,27 +17,24 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import pyarrow.dataset as ds
 import torch
-from torch.optim import Optimizer
 from torch.utils.tensorboard import SummaryWriter
-from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
-from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
-from pyramid_mixer.features.batch import RankingBatch
+from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.features.reader import ParquetReader, expand_paths
+from pyramid_mixer.features.reader import expand_paths
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
-from pyramid_mixer.jobs.distributed import lockstep, sum_over_ranks, sum_stats
+from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
+from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.report import EvalReport
 
@@ -59,61 +56,6 @@ class TrainResult:
 
 def count_rows(src: Source) -> int:
     return ds.dataset(expand_paths(src.paths), format="parquet").count_rows(filter=src.row_filter)
-
-
-def in_lockstep(batches: Iterable[RankingBatch], reader: ParquetReader, env: DistEnv) -> Iterator[RankingBatch]:
-    """This rank's batches, in step with the other ranks: once its share is done, zero-weight fillers."""
-    for batch, real in lockstep(batches, env, reader.sample_batch):
-        yield batch if real else batch.zero_weight()
-
-
-class PlainLoop:
-    """One training step per ``progress`` call: forward, backward (the tables' fused optimizer steps inside
-    it), dense optimizer step. The fallback where ``TrainPipelineSparseDist`` is not wanted."""
-
-    def __init__(self, dmp: DistributedModelParallel, optimizer: Optimizer, device: torch.device) -> None:
-        self.dmp, self.optimizer, self.device = dmp, optimizer, device
-
-    def progress(self, batches: Iterator[RankingBatch]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One step; returns the loss and the row weights of the batch it trained on."""
-        loss, (_, _, _, weights) = self.dmp(next(batches).to(self.device))
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        return loss.detach(), weights
-
-    def detach(self) -> None:
-        """Nothing to undo: the plain loop leaves the model as it is."""
-
-
-class PipelineLoop:
-    """TorchRec's ``TrainPipelineSparseDist``: the next batch's input distribution overlaps this batch's
-    compute (with CUDA streams on GPUs; on CPU the same code path without overlap).
-
-    The pipeline rewrites the model's sharded modules to take pre-distributed input; ``detach`` gives the
-    plain model back (for eval and checkpoints) and the next ``progress`` attaches it again.
-    """
-
-    def __init__(self, dmp: DistributedModelParallel, optimizer: Optimizer, device: torch.device) -> None:
-        self.pipeline = TrainPipelineSparseDist(dmp, optimizer, device, execute_all_batches=True)
-        self.attached = True
-
-    def progress(self, batches: Iterator[RankingBatch]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One step (batches are read ahead); returns the loss and the row weights of the trained batch."""
-        if not self.attached:
-            self.pipeline.attach()
-            self.attached = True
-        loss, _, _, weights = self.pipeline.progress(batches)  # the model's output (see RankingTrain)
-        return loss, weights
-
-    def detach(self) -> None:
-        if self.attached:
-            self.pipeline.detach()
-            self.attached = False
-
-
-def make_stepper(pipeline: bool, dmp: DistributedModelParallel, optimizer: Optimizer, env: DistEnv):  # type: ignore[no-untyped-def]
-    return (PipelineLoop if pipeline else PlainLoop)(dmp, optimizer, env.device)
 
 
 def train(config: JobConfig) -> TrainResult:

@@ -11,7 +11,7 @@ from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
-from pyramid_mixer.jobs.train import PipelineLoop, PlainLoop
+from pyramid_mixer.jobs.loops import PipelineLoop, PlainLoop
 from tests.logs import random_rows, write_rows
 
 OVERRIDES = [
