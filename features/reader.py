@@ -18,11 +18,9 @@ Example::
 
 from __future__ import annotations
 
-import glob
-import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pyramid_mixer.features.batch import RankingBatch
+from pyramid_mixer.features.files import PathLike, resolve_files
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.schema import (
     DataError,
@@ -40,9 +39,6 @@ from pyramid_mixer.features.schema import (
 )
 from pyramid_mixer.features.spec import FeatureSpec, default_spec  # noqa: F401  (default_spec: docstring)
 from pyramid_mixer.features.tokens import PyramidLayout
-
-PathLike = Union[str, os.PathLike]
-
 
 @dataclass
 class ReadStats:
@@ -74,35 +70,11 @@ class ReadStats:
         }
 
 
-def expand_paths(paths: Sequence[PathLike]) -> List[str]:
-    """Files, directories (all ``*.parquet`` under them, sorted) and globs -> a sorted list of files.
-
-    A path that matches nothing is an error naming it, so that a typo never trains on zero rows.
-    """
-    out: List[str] = []
-    for p in paths:
-        s = os.fspath(p)
-        if os.path.isdir(s):
-            found = sorted(glob.glob(os.path.join(s, "**", "*.parquet"), recursive=True))
-        elif any(ch in s for ch in "*?["):
-            found = sorted(glob.glob(s, recursive=True))
-        else:
-            found = [s] if os.path.isfile(s) else []
-        if not found:
-            raise FileNotFoundError(f"{s}: no Parquet files found (give a file, a directory or a glob)")
-        out.extend(found)
-    return out
-
-
-def _dataset(files: List[str]) -> ds.Dataset:
-    return ds.dataset(files, format="parquet")
-
-
 def time_split(
     paths: Sequence[PathLike], spec: FeatureSpec, eval_days: float
 ) -> Tuple[pc.Expression, pc.Expression, int]:
     """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one."""
-    dataset = _dataset(expand_paths(paths))
+    dataset = resolve_files(paths).dataset()
     latest = None
     for rb in dataset.to_batches(columns=[spec.request_time]):
         m = pc.max(rb.column(0)).as_py()
@@ -169,7 +141,7 @@ class ParquetReader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self.files = expand_paths(paths)
+        self.files = resolve_files(paths)
         self.spec = spec
         self.batch_size = batch_size
         self.row_filter = row_filter
@@ -177,7 +149,7 @@ class ParquetReader:
         self.seed = seed
         self.passes = 0
         self.builder = BatchBuilder(spec, layout)
-        self.dataset = _dataset(self.files)
+        self.dataset = self.files.dataset()
         for fragment in self.dataset.get_fragments():
             validate_schema(fragment.physical_schema, spec, fragment.path)
         columns = [c for c, _, _, _ in expected_columns(spec)]

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 from torchrec.distributed.model_parallel import DistributedModelParallel
@@ -23,7 +22,8 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.reader import ParquetReader, expand_paths
+from pyramid_mixer.features.files import resolve_files
+from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
 from pyramid_mixer.jobs import checkpoint
@@ -85,7 +85,7 @@ def popularity_auc(train: Source, held_out: Source, spec: FeatureSpec) -> Option
     label = spec.labels[0].column
 
     def columns(src: Source) -> pa.Table:
-        table = ds.dataset(expand_paths(src.paths), format="parquet").to_table(
+        table = resolve_files(src.paths).dataset().to_table(
             columns=[item, label], filter=src.row_filter
         )
         return table.drop_null()

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import pyarrow.dataset as ds
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.features.reader import expand_paths
+from pyramid_mixer.features.files import resolve_files
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -55,7 +54,7 @@ class TrainResult:
 
 
 def count_rows(src: Source) -> int:
-    return ds.dataset(expand_paths(src.paths), format="parquet").count_rows(filter=src.row_filter)
+    return resolve_files(src.paths).dataset().count_rows(filter=src.row_filter)
 
 
 def train(config: JobConfig) -> TrainResult:

@@ -1,0 +1,99 @@
+"""Where the Parquet files are: local paths or any URI pyarrow opens (``s3://``, ``gs://``, ``hdfs://``,
+``file://``), through one code path.
+
+A path is a file, a directory (every ``*.parquet`` below it, recursively) or a glob (``*``, ``?``, ``[..]``
+in the last components; ``*`` may cross directory levels). Logs at scale live in object stores; the tests
+exercise this module with local paths and ``file://`` URIs.
+
+Example::
+
+    >>> files = resolve_files(["file:///data/logs/2026-11-0[1-6]/*.parquet"])  # doctest: +SKIP
+    >>> files.dataset().count_rows()                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple, Union
+
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+PathLike = Union[str, "os.PathLike[str]"]
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Files:
+    """Parquet files on one filesystem, sorted."""
+
+    filesystem: pafs.FileSystem
+    paths: Tuple[str, ...]
+
+    def dataset(self) -> ds.Dataset:
+        return ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __str__(self) -> str:
+        more = f" and {len(self.paths) - 3} more" if len(self.paths) > 3 else ""
+        return f"{', '.join(self.paths[:3])}{more}"
+
+
+def _has_glob(path: str) -> bool:
+    return any(c in path for c in GLOB_CHARS)
+
+
+def _split(path: str) -> Tuple[pafs.FileSystem, str]:
+    """(filesystem, path on it); for a URI with a glob, pyarrow parses the part before the glob."""
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+    plain = _glob_root(path) if _has_glob(path) else path
+    fs, inner = pafs.FileSystem.from_uri(plain)
+    return fs, inner + path[len(plain) :]
+
+
+def _glob_root(path: str) -> str:
+    """The directory above the first component holding a glob character."""
+    first = min(path.index(c) for c in GLOB_CHARS if c in path)
+    return path[: path.rindex("/", 0, first)]
+
+
+def _parquet_below(fs: pafs.FileSystem, directory: str) -> List[str]:
+    infos = fs.get_file_info(pafs.FileSelector(directory, recursive=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def resolve_files(paths: Sequence[PathLike]) -> Files:
+    """Files, directories and globs (local or URIs) -> the sorted Parquet files, on one filesystem.
+
+    A path that matches nothing is an error naming it, so that a typo never trains on zero rows.
+    """
+    filesystem = None
+    found: List[str] = []
+    for p in paths:
+        raw = os.fspath(p)
+        fs, path = _split(raw)
+        if filesystem is not None and fs.type_name != filesystem.type_name:
+            raise FileNotFoundError(f"{raw}: every path must be on one filesystem ({filesystem.type_name} before)")
+        filesystem = filesystem or fs
+        if _has_glob(path):
+            root = _glob_root(path)
+            matches = [f for f in _parquet_below(fs, root) if fnmatch.fnmatch(f, path)] if _exists(fs, root) else []
+        else:
+            info = fs.get_file_info(path)
+            matches = (_parquet_below(fs, path) if info.type == pafs.FileType.Directory
+                       else [path] if info.type == pafs.FileType.File else [])
+        if not matches:
+            raise FileNotFoundError(f"{raw}: no Parquet files found (give a file, a directory or a glob)")
+        found.extend(matches)
+    if filesystem is None:
+        raise FileNotFoundError("no data paths given")
+    return Files(filesystem, tuple(sorted(set(found))))
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.Directory
