@@ -10,7 +10,7 @@ Example::
 
     >>> env = init_distributed()                                         # doctest: +SKIP
     >>> dmp = shard(model, env, ShardingConfig(), sparse_lr=0.05)       # doctest: +SKIP
-    >>> opt = combined_optimizer(dmp, dense_lr=1e-3)                    # doctest: +SKIP
+    >>> opt = combined_optimizer(dmp, dense_lr=1e-3, sparse_lr=0.05, schedule=ScheduleConfig())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from torchrec.optim import RowWiseAdagrad
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.warmup import WarmupOptimizer, WarmupPolicy, WarmupStage
 
 SHARDING_TYPES = ("table_wise", "column_wise", "row_wise", "table_row_wise", "data_parallel")
 COMPUTE_KERNELS = ("fused", "dense")
@@ -175,8 +176,42 @@ def shard(
     return DistributedModelParallel(module=model, device=env.device, plan=sharding_plan, sharders=sharders())
 
 
-def combined_optimizer(dmp: DistributedModelParallel, dense_lr: float) -> CombinedOptimizer:
-    """The tables' fused optimizer (stepped inside backward) + Adam on every other parameter.
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning-rate multiplier over steps (TorchRec's ``WarmupOptimizer``), for tables and dense parts
+    alike: linear from ``warmup_start`` to 1 over ``warmup_steps``, then ``decay_gamma ** (step //
+    decay_every)`` (``decay_every: 0`` keeps it at 1)."""
+
+    warmup_steps: int = 0
+    warmup_start: float = 0.1
+    decay_every: int = 0
+    decay_gamma: float = 0.5
+
+    def stages(self) -> List[WarmupStage]:
+        stages = []
+        if self.warmup_steps > 0:
+            stages.append(WarmupStage(WarmupPolicy.LINEAR, max_iters=self.warmup_steps, value=self.warmup_start))
+        if self.decay_every > 0:
+            stages.append(WarmupStage(WarmupPolicy.STEP, max_iters=1 << 62, value=self.decay_gamma,
+                                      decay_iters=self.decay_every))
+        return stages
+
+
+def _scheduled(optimizer: KeyedOptimizer, lr: float, schedule: ScheduleConfig, name: str) -> KeyedOptimizer:
+    if not schedule.stages():
+        return optimizer
+    warm = WarmupOptimizer(optimizer, schedule.stages(), lr=lr, param_name=f"__schedule_{name}")
+    # one step with no gradient moves nothing but creates the schedule's state (its step count), so that
+    # a checkpoint loads into it in place; the schedule therefore counts from 1
+    warm.step()
+    return warm
+
+
+def combined_optimizer(
+    dmp: DistributedModelParallel, dense_lr: float, sparse_lr: float, schedule: ScheduleConfig
+) -> CombinedOptimizer:
+    """The tables' fused optimizer (stepped inside backward) + Adam on every other parameter, each under
+    the learning-rate schedule.
 
     Adam's state is created up front (``init_state``: one step with zero gradients, which moves nothing),
     so that a checkpoint can be loaded into it in place; lazily created state would be missed by DCP.
@@ -187,4 +222,6 @@ def combined_optimizer(dmp: DistributedModelParallel, dense_lr: float) -> Combin
     )
     dense.init_state()
     dense.zero_grad(set_to_none=True)
-    return CombinedOptimizer([dmp.fused_optimizer, dense])
+    return CombinedOptimizer(
+        [_scheduled(dmp.fused_optimizer, sparse_lr, schedule, "tables"), _scheduled(dense, dense_lr, schedule, "dense")]
+    )

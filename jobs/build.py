@@ -44,4 +44,5 @@ def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
     layout = config.model.effective_layout()
     dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size,
                 pooling_factors(spec, layout))
-    return Built(dmp, combined_optimizer(dmp, config.train.dense_lr), layout, num_parameters)
+    optimizer = combined_optimizer(dmp, config.train.dense_lr, config.train.sparse_lr, config.train.schedule)
+    return Built(dmp, optimizer, layout, num_parameters)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from pyramid_mixer.embeddings.model_parallel import ShardingConfig
+from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConfig
 from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.synthetic import SyntheticConfig
@@ -77,6 +77,7 @@ class TrainConfig:
     batch_size: int = 512
     dense_lr: float = 1e-3
     sparse_lr: float = 0.05
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     seed: int = 0
     shuffle_rows: int = 32768  # rows shuffled together (row groups are visited in random order too)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default

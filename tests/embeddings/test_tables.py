@@ -9,6 +9,7 @@ from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from pyramid_mixer.embeddings.model_parallel import (
+    ScheduleConfig,
     ShardingConfig,
     combined_optimizer,
     init_distributed,
@@ -57,7 +58,7 @@ def test_dmp_pools_token_bags_by_name_and_updates_only_touched_rows(tmp_path: Pa
     torch.manual_seed(0)
     keys = EmbeddingKeys.build(spec, LAYOUT)
     dmp = shard(Pooled(keys), env, ShardingConfig(), sparse_lr=0.5, batch_size=16)
-    opt = combined_optimizer(dmp, dense_lr=0.1)
+    opt = combined_optimizer(dmp, dense_lr=0.1, sparse_lr=0.5, schedule=ScheduleConfig())
 
     weights = {k: v for k, v in dmp.state_dict().items() if k.endswith(".weight") and "ebc" in k}
     item_table = next(v for k, v in weights.items() if "t_item" in k).local_shards()[0].tensor.clone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
@@ -98,3 +99,31 @@ def test_resuming_after_an_epoch_gives_the_uninterrupted_model(tmp_path: Path) -
         checkpoint.load(tmp_path / run / "checkpoints" / "epoch-2", built.dmp, built.optimizer)
         states.append(_state(built.dmp))
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_learning_rate_schedule_drives_dense_and_table_optimizers_and_is_checkpointed(tmp_path: Path) -> None:
+    from pyramid_mixer.jobs import checkpoint
+
+    env = init_distributed()
+    spec = default_spec()
+    write_rows(tmp_path / "a.parquet", random_rows(32 * 6, seed=34, max_history=20))
+    schedule = ["train.schedule.warmup_steps=4", "train.schedule.warmup_start=0.5",
+                "train.schedule.decay_every=5", "train.schedule.decay_gamma=0.5",
+                "train.dense_lr=0.01", "train.sparse_lr=0.2"]
+    config = load_config(None, OVERRIDES + schedule)
+    built = build(config, spec, env)
+    fused, dense = built.optimizer.optimizers[0][1], built.optimizer.optimizers[1][1]
+    stepper = PlainLoop(built.dmp, built.optimizer, env.device)
+    batches = iter(ParquetReader([tmp_path], spec, built.layout, 32))
+    seen = []
+    for _ in range(5):
+        stepper.progress(batches)
+        seen.append((dense.param_groups[0]["lr"], fused.param_groups[0]["lr"]))
+    # the schedule counts from 1 (one step at build time creates its state): steps 2..6 after 5 steps
+    expected = [0.5 + 0.5 * 2 / 4, 0.5 + 0.5 * 3 / 4, 1.0, 0.5, 0.5]
+    assert [round(d / 0.01, 6) for d, _ in seen] == expected
+    assert [round(s / 0.2, 6) for _, s in seen] == expected
+    checkpoint.save(tmp_path / "run", 1, built.dmp, built.optimizer, {})
+    again = build(config, spec, env)
+    checkpoint.load(tmp_path / "run" / "checkpoints" / "epoch-1", again.dmp, again.optimizer)
+    assert again.optimizer.optimizers[1][1].param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)
