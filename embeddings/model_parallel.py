@@ -24,8 +24,9 @@ import torch.distributed as dist
 from torch import nn
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
-from torchrec.distributed.planner.types import Stats
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints
+from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
+from torchrec.distributed.planner.types import KernelConfig, Stats, TopologyFactory, TrainerConfig
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
@@ -135,16 +136,23 @@ def plan(
     ``stats`` receives the planner's chosen sharding options (costs, storage), e.g. a ``PlanRecorder``;
     ``pooling`` gives, per table, the expected ids per bag of each feature (``tables.pooling_factors``).
     """
-    topology = Topology(
-        world_size=world_size,
-        compute_device=compute_device,
-        local_world_size=local_world_size or world_size,
-        hbm_cap=int(hbm_gb * 1024**3) if hbm_gb else None,
+    topology = TopologyFactory.create_topology(
+        TrainerConfig(
+            world_size=world_size,
+            local_world_size=local_world_size or world_size,
+            hbm_cap_bytes=int(hbm_gb * 1024**3) if hbm_gb else None,
+            is_dry_run=pg is None,
+        ),
+        kernel_config=KernelConfig(compute_device=compute_device),
     )
+    ebc = _find_ebc(model)
     planner = EmbeddingShardingPlanner(
         topology=topology,
         batch_size=batch_size,
-        constraints=_constraints(_find_ebc(model), config, pooling),
+        # 15 % of each device's memory kept for the dense parts, activations and the input pipeline; the
+        # planner's default heuristic guesses dense sizes and warns that it over-estimates in dry runs
+        storage_reservation=FixedPercentageStorageReservation(percentage=0.15),
+        constraints=_constraints(ebc, config, pooling),
         debug=False,
         stats=stats,
     )
