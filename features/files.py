@@ -62,6 +62,10 @@ def _glob_root(path: str) -> str:
     return path[: path.rindex("/", 0, first)]
 
 
+def _is_directory(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
 def _parquet_below(fs: pafs.FileSystem, directory: str) -> List[str]:
     infos = fs.get_file_info(pafs.FileSelector(directory, recursive=True))
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
@@ -82,7 +86,7 @@ def resolve_files(paths: Sequence[PathLike]) -> Files:
         filesystem = filesystem or fs
         if _has_glob(path):
             root = _glob_root(path)
-            matches = [f for f in _parquet_below(fs, root) if fnmatch.fnmatch(f, path)] if _exists(fs, root) else []
+            matches = [f for f in _parquet_below(fs, root) if fnmatch.fnmatch(f, path)] if _is_directory(fs, root) else []
         else:
             info = fs.get_file_info(path)
             matches = (_parquet_below(fs, path) if info.type == pafs.FileType.Directory
@@ -93,7 +97,3 @@ def resolve_files(paths: Sequence[PathLike]) -> Files:
     if filesystem is None:
         raise FileNotFoundError("no data paths given")
     return Files(filesystem, tuple(sorted(set(found))))
-
-
-def _exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type == pafs.FileType.Directory
