@@ -27,7 +27,7 @@ from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints
 from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
 from torchrec.distributed.planner.types import KernelConfig, Stats, TopologyFactory, TrainerConfig
-from torchrec.distributed.types import ModuleSharder, ShardingPlan
+from torchrec.distributed.types import CacheParams, ModuleSharder, ShardingPlan
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim import RowWiseAdagrad
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
@@ -36,18 +36,21 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.warmup import WarmupOptimizer, WarmupPolicy, WarmupStage
 
 SHARDING_TYPES = ("table_wise", "column_wise", "row_wise", "table_row_wise", "data_parallel")
-COMPUTE_KERNELS = ("fused", "dense")
+COMPUTE_KERNELS = ("fused", "dense", "fused_uvm", "fused_uvm_caching")
 
 
 @dataclass(frozen=True)
 class ShardingConfig:
     """Planner hints. ``sharding_types``/``compute_kernels`` apply to every table unless ``per_table``
     names the table (table -> allowed sharding types). On CPU with gloo: table_wise, column_wise and
-    data_parallel work; row_wise and table_row_wise need GPUs."""
+    data_parallel work; row_wise and table_row_wise need GPUs. ``cache_load_factor`` (table -> share of
+    its rows kept in GPU memory) configures fbgemm's UVM cache for tables whose kernel is
+    ``fused_uvm_caching`` (GPUs: the table lives in host memory, its hot rows on the device)."""
 
     sharding_types: Tuple[str, ...] = ("table_wise",)
     compute_kernels: Tuple[str, ...] = ("fused",)
     per_table: Dict[str, List[str]] = field(default_factory=dict)
+    cache_load_factor: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for t in list(self.sharding_types) + [s for v in self.per_table.values() for s in v]:
@@ -56,6 +59,9 @@ class ShardingConfig:
         for k in self.compute_kernels:
             if k not in COMPUTE_KERNELS:
                 raise ValueError(f"compute kernel {k!r} is unknown; use one of {COMPUTE_KERNELS}")
+        for table, factor in self.cache_load_factor.items():
+            if not 0 < factor <= 1:
+                raise ValueError(f"cache_load_factor of {table!r} is {factor}; use a share in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,9 @@ def _constraints(
 ) -> Dict[str, ParameterConstraints]:
     out = {}
     for t in ebc.embedding_bag_configs():
-        extra = {"pooling_factors": pooling[t.name]} if pooling and t.name in pooling else {}
+        extra: Dict[str, object] = {"pooling_factors": pooling[t.name]} if pooling and t.name in pooling else {}
+        if t.name in config.cache_load_factor:
+            extra["cache_params"] = CacheParams(load_factor=config.cache_load_factor[t.name])
         out[t.name] = ParameterConstraints(
             sharding_types=list(config.per_table.get(t.name, config.sharding_types)),
             compute_kernels=list(config.compute_kernels),

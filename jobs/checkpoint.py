@@ -4,9 +4,11 @@ A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}``, written under a t
 when every rank has finished (then a ``MANIFEST.json`` is written last), so a directory without a manifest
 is never loaded. DCP reads no pickled code; ``latest`` ignores incomplete checkpoints.
 
-What a resume needs besides the weights and optimizer states: the data position is the epoch (epoch ``e``
-reads in the order drawn from ``(train.seed, e - 1)``), and training draws no other random numbers after
-the model is built (no dropout), so no RNG state is needed to continue exactly.
+What a resume needs besides the weights and optimizer states (the learning-rate schedule's position is
+part of the optimizer state): the data position is the epoch (epoch ``e`` reads in the order drawn from
+``(train.seed, e - 1)``), and each rank's torch RNG state is kept in ``rng-{rank}.pt`` (a tensor, loaded
+with ``weights_only=True``), restored when the world size is the same. Training draws no random numbers
+after the model is built today (no dropout), so the RNG state is there for the parts that will.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
@@ -41,12 +44,14 @@ def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta
     if dist.is_initialized():
         dist.barrier()
     dcp.save(_state(model, optimizer), checkpoint_id=str(tmp))
+    torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        (final / MANIFEST).write_text(json.dumps(dict(meta, epoch=epoch), indent=2))
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        (final / MANIFEST).write_text(json.dumps(dict(meta, epoch=epoch, world_size=world), indent=2))
     if dist.is_initialized():
         dist.barrier()
     return final
@@ -71,4 +76,8 @@ def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) ->
     model.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optim"])
-    return json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text())
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if manifest.get("world_size") == world and (Path(path) / f"rng-{rank}.pt").is_file():
+        torch.set_rng_state(torch.load(Path(path) / f"rng-{rank}.pt", weights_only=True))
+    return manifest

@@ -39,3 +39,12 @@ def test_markdown_output(capsys: pytest.CaptureFixture[str]) -> None:
     main(["--world-size", "2"])
     out = capsys.readouterr().out
     assert "| t_item | table_wise | fused |" in out and "| rank |" in out
+
+
+def test_uvm_caching_is_planned_for_gpus(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _plan(capsys, "--world-size", "8", "--device", "cuda", "--hbm-gb", "16", "--set",
+                   "model.sharding.compute_kernels=[fused_uvm_caching]",
+                   "model.sharding.cache_load_factor={t_item: 0.1}")
+    item = next(t for t in report["tables"] if t["table"] == "t_item")
+    assert item["compute_kernel"] == "fused_uvm_caching"
+    assert item["ddr_gb"] > 0  # the table itself lives in host memory; its cache in HBM

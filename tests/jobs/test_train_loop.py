@@ -127,3 +127,16 @@ def test_learning_rate_schedule_drives_dense_and_table_optimizers_and_is_checkpo
     again = build(config, spec, env)
     checkpoint.load(tmp_path / "run" / "checkpoints" / "epoch-1", again.dmp, again.optimizer)
     assert again.optimizer.optimizers[1][1].param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)
+
+
+def test_checkpoint_restores_the_rng_state(tmp_path: Path) -> None:
+    from pyramid_mixer.jobs import checkpoint
+
+    env = init_distributed()
+    built = build(load_config(None, OVERRIDES), default_spec(), env)
+    torch.manual_seed(123)
+    checkpoint.save(tmp_path, 1, built.dmp, built.optimizer, {})
+    expected = torch.rand(3)
+    torch.manual_seed(999)
+    checkpoint.load(tmp_path / "checkpoints" / "epoch-1", built.dmp)
+    assert torch.equal(torch.rand(3), expected)
