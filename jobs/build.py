@@ -14,7 +14,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.ranking.model import RankingModel, RankingTrain
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer
+from pyramid_mixer.ranking.towers import make_tower
 
 
 @dataclass
@@ -30,7 +30,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     torch.manual_seed(config.train.seed)
     layout = config.model.effective_layout()
     ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
-    tower = PyramidMixer(config.model.tower_config(spec))
+    m = config.model
+    tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch),
         tuple(label.weight for label in spec.labels),

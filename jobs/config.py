@@ -23,8 +23,10 @@ from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
+from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.model import OverArchConfig
 from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+from pyramid_mixer.ranking.towers import TOWER_KINDS
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``tower``'s level_tokens, num_features, dim and num_target_features are derived from the layout and
-    the spec; ``levels: 1`` is the pyramid ablation (one level at full resolution, same token count)."""
+    """``tower_kind`` picks the interaction tower (``pyramid_mixer`` or a baseline, see ``ranking.towers``);
+    ``tower`` configures the Pyramid Mixer and ``baseline`` the others. Their token counts, feature counts,
+    dims and target features are derived from the layout and the spec. ``levels: 1`` is the pyramid
+    ablation (one level at full resolution, same token count); baselines read the layout as given."""
 
     layout: PyramidLayout = field(default_factory=PyramidLayout)
     levels: int = 0
+    tower_kind: str = "pyramid_mixer"
     tower: PyramidMixerConfig = field(default_factory=PyramidMixerConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+    def __post_init__(self) -> None:
+        if self.tower_kind not in TOWER_KINDS:
+            raise ConfigError(f"model.tower_kind={self.tower_kind!r} is unknown; use one of {list(TOWER_KINDS)}")
     over_arch: OverArchConfig = field(default_factory=OverArchConfig)
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
 
@@ -60,6 +70,15 @@ class ModelConfig:
         if self.levels == 1:
             return single_level(self.layout.num_slots)
         raise ConfigError(f"model.levels={self.levels}: use 0 (the layout's levels) or 1 (the ablation)")
+
+    def baseline_config(self, spec: FeatureSpec) -> BaselineConfig:
+        return dataclasses.replace(
+            self.baseline,
+            num_tokens=self.effective_layout().num_slots,
+            num_features=spec.num_token_features,
+            dim=spec.sequence_dim,
+            num_target_features=len(spec.target),
+        )
 
     def tower_config(self, spec: FeatureSpec) -> PyramidMixerConfig:
         return dataclasses.replace(

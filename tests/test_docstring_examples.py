@@ -16,6 +16,11 @@ MODULES = [
     "pyramid_mixer.embeddings.tables",
     "pyramid_mixer.ranking.model",
     "pyramid_mixer.ranking.popularity",
+    "pyramid_mixer.ranking.towers",
+    "pyramid_mixer.ranking.baselines.attention",
+    "pyramid_mixer.ranking.baselines.pooling",
+    "pyramid_mixer.ranking.baselines.recurrent",
+    "pyramid_mixer.ranking.baselines.mixers",
     "pyramid_mixer.jobs.config",
 ]
 

@@ -1,0 +1,244 @@
+"""Two attention baselines behind the Pyramid Mixer's interface: DIN's target attention and a SASRec/BST encoder.
+
+- ``DinTower`` (Zhou et al., "Deep Interest Network for Click-Through Rate Prediction", KDD 2018): an
+  attention MLP scores every history token against the candidate from ``[target, token, target - token,
+  target * token]``; the scores weight the tokens **without a softmax**, as in DIN (the paper keeps the sum
+  unnormalised so that how many behaviours match the candidate reaches the output as intensity). The
+  difference and product use the token's first Ft features, the ones taken from the candidate's tables.
+  The weighted sum and the masked mean of the tokens are projected to ``out_dim``.
+- ``SasRecTower`` (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018; Chen et al.,
+  "Behavior Sequence Transformer", 2019): tokens flattened and projected to ``hidden``, learned positional
+  embeddings, ``layers`` pre-LN Transformer blocks whose attention is ``scaled_dot_product_attention`` with a
+  causal and key-padding mask, a final LayerNorm; then the candidate attends over the encoded real tokens
+  (masked softmax), and that pooled vector with the encoding of the most recent real token is projected to
+  ``out_dim``. Histories are most recent first, so "causal" means position i attends to positions
+  ``j >= i`` (itself and older behaviours): the most recent token's encoding summarises the whole history.
+  With a single real token the readout's softmax gives it weight 1, so the candidate then does not change the
+  output (any softmax readout behaves so); DIN's unnormalised weights do change with it.
+
+Both towers take ``tokens: B X S X F X D`` (most recent first), ``mask: B X S`` (True = real token) and
+``target: B X Ft X D`` and return ``B X out_dim`` (see ``config.py``). Padded slots are replaced by zeros
+with ``torch.where`` at the input and every pooling and attention is masked, so whatever a padded slot holds
+(even NaN) the output is bit-identical. A row with no real token gives a finite output (zeros pooled) and
+finite gradients: DIN never normalises, SASRec lets every position attend to itself (so no attention row of
+SDPA is empty) and the readout's masked softmax gives all-zero weights over nothing.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from pyramid_mixer.ranking.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.mixer_layer import masked_softmax
+
+
+def check_inputs(config: BaselineConfig, tokens: Tensor, mask: Tensor, target: Tensor) -> None:
+    """Raises ValueError naming the config fields when the inputs do not have the configured shapes."""
+    S, F, D, Ft = config.num_tokens, config.num_features, config.dim, config.num_target_features
+    if tokens.dim() != 4 or tuple(tokens.shape[1:]) != (S, F, D):
+        raise ValueError(
+            f"tokens has shape {tuple(tokens.shape)}, expected B X {S} X {F} X {D} "
+            "(BaselineConfig num_tokens X num_features X dim)"
+        )
+    B = tokens.size(0)
+    if mask.dtype != torch.bool or tuple(mask.shape) != (B, S):
+        raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {(B, S)}")
+    if tuple(target.shape) != (B, Ft, D):
+        raise ValueError(
+            f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)} "
+            "(BaselineConfig num_target_features X dim)"
+        )
+
+
+def zero_padding(tokens: Tensor, mask: Tensor) -> Tensor:
+    """``tokens: B X S X F X D`` with padded slots (``mask: B X S`` False) replaced by zeros, NaN included,
+    flattened to ``B X S X (F·D)``."""
+    B, S, F, D = tokens.shape
+    return torch.where(mask[:, :, None, None], tokens, 0.0).view(B, S, F * D)  # B X S X (F·D)
+
+
+class DinTower(nn.Module):
+    """DIN: target attention over the history, unnormalised weighted sum plus mean, projected to ``out_dim``.
+
+    The attention unit is ``score_s = w2 · gelu(W1 [t, x_s, t - a_s, t * a_s] + b1) + b2`` with ``t`` the
+    flattened candidate (Ft·D), ``x_s`` the flattened token (F·D) and ``a_s`` its first Ft features (Ft·D).
+    It is computed without building the concatenation: the candidate-only terms once per example, and the
+    token terms as one matmul over ``[x_s, t * a_s]`` (the ``-a_s`` term folded into the token weights).
+    Padded tokens weigh 0; there is no softmax. ``config.layers`` and ``config.heads`` are not used.
+
+    Args:
+        config (BaselineConfig): shapes; ``hidden`` is the attention MLP's width.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Call with ``tokens: B X S X F X D``, ``mask: B X S`` bool, ``target: B X Ft X D``; returns ``B X out_dim``.
+
+    Example::
+
+        >>> config = BaselineConfig(num_tokens=6, num_features=3, dim=4, num_target_features=2, out_dim=8)
+        >>> tower = DinTower(config)
+        >>> tokens, target = torch.randn(2, 6, 3, 4), torch.randn(2, 2, 4)
+        >>> mask = torch.arange(6) < torch.tensor([[6], [0]])  # B X S: a full and an empty history
+        >>> out = tower(tokens, mask, target)
+        >>> out.shape, bool(out.isfinite().all())
+        (torch.Size([2, 8]), True)
+    """
+
+    def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.config = config
+        C, A = config.num_features * config.dim, config.num_target_features * config.dim
+        # columns ordered as DIN's input [target, token, target - token, target * token]
+        self.att_in = nn.Linear(A + C + 2 * A, config.hidden, device=device)
+        self.att_out = nn.Linear(config.hidden, 1, device=device)
+        self.out = nn.Linear(2 * C, config.out_dim, device=device)
+
+    def attention_scores(self, x: Tensor, t: Tensor) -> Tensor:
+        """DIN's attention unit, unmasked.
+
+        Args:
+            x (Tensor): B X S X (F·D), flattened tokens (padded ones zero).
+            t (Tensor): B X (Ft·D), the flattened candidate.
+
+        Returns:
+            Tensor: B X S scores.
+        """
+        C, A = x.size(2), t.size(1)
+        w_t, w_x, w_d, w_p = self.att_in.weight.split([A, C, A, A], 1)  # hidden X each part
+        per_example = functional.linear(t, w_t + w_d, self.att_in.bias)  # B X hidden: W_t t + W_d t + b1
+        w_tok = torch.cat([w_x - functional.pad(w_d, (0, C - A)), w_p], 1)  # hidden X (C + A): W_x x - W_d a
+        h = functional.linear(torch.cat([x, t[:, None] * x[:, :, :A]], 2), w_tok)  # B X S X (C + A) -> B X S X hidden
+        return self.att_out(functional.gelu(h + per_example[:, None])).squeeze(-1)  # B X S X 1 -> B X S
+
+    def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
+        check_inputs(self.config, tokens, mask, target)
+        B = tokens.size(0)
+        x = zero_padding(tokens, mask)  # B X S X (F·D)
+        t = target.reshape(B, -1)  # B X (Ft·D)
+        attention = torch.where(mask, self.attention_scores(x, t), 0.0)  # B X S, padded tokens weigh 0
+        mean = mask / mask.sum(1, keepdim=True).clamp(min=1)  # B X S, zeros for an empty history
+        pooled = torch.bmm(torch.stack([attention, mean], 1), x)  # B X 2 X S @ B X S X (F·D) -> B X 2 X (F·D)
+        return self.out(pooled.view(B, -1))  # B X 2·F·D -> B X out_dim
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN Transformer block: ``x + proj(SDPA(LN(x)))``, then ``x + MLP(LN(x))`` (MLP width 4·hidden).
+
+    Args:
+        hidden (int): H, model width; divisible by ``heads``.
+        heads (int): attention heads.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Shapes: ``x: B X S X H``, ``attn_mask: B X 1 X S X S`` bool (True = may attend) or float (added to the
+    scores, ``-inf`` = may not attend); no query row may exclude every key -> ``B X S X H``.
+    """
+
+    def __init__(self, hidden: int, heads: int, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        self.heads = heads
+        self.attn_norm = nn.LayerNorm(hidden, device=device)
+        self.qkv = nn.Linear(hidden, 3 * hidden, device=device)
+        self.proj = nn.Linear(hidden, hidden, device=device)
+        self.mlp_norm = nn.LayerNorm(hidden, device=device)
+        self.fc1 = nn.Linear(hidden, 4 * hidden, device=device)
+        self.fc2 = nn.Linear(4 * hidden, hidden, device=device)
+
+    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
+        B, S, H = x.shape
+        # split, not permute, the B X S X 3·H projection: SDPA's CPU kernel reads these strided views without a copy
+        q, k, v = (t.view(B, S, self.heads, -1).transpose(1, 2) for t in self.qkv(self.attn_norm(x)).split(H, 2))
+        y = functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # B X heads X S X H/heads
+        x = x + self.proj(y.transpose(1, 2).reshape(B, S, H))  # B X S X heads X H/heads -> B X S X H
+        return x + self.fc2(functional.gelu(self.fc1(self.mlp_norm(x))))
+
+
+class SasRecTower(nn.Module):
+    """SASRec/BST: a causal Transformer over the history, read out by the candidate and the most recent token.
+
+    Tokens (flattened ``F·D``) are projected to ``hidden`` and get a learned positional embedding; ``layers``
+    pre-LN blocks follow, then a LayerNorm (``encode``). Position i attends to positions ``j >= i`` that are
+    real, and always to itself, so no attention row is empty; padded positions are zeroed after the encoder and
+    no real position ever reads one. The readout: the candidate (``Ft·D`` -> ``hidden``) queries the encoded
+    real tokens by scaled dot product and masked softmax (all-zero weights for an empty history, weight 1 for a
+    single real token, whatever the candidate); the pooled
+    vector and the encoding of the most recent real token (zeros for an empty history) are projected to
+    ``out_dim``.
+
+    Args:
+        config (BaselineConfig): shapes; ``hidden`` (divisible by ``heads``), ``layers``, ``heads``.
+        device (Optional[torch.device]): where to allocate parameters.
+
+    Call with ``tokens: B X S X F X D``, ``mask: B X S`` bool, ``target: B X Ft X D``; returns ``B X out_dim``.
+
+    Example::
+
+        >>> config = BaselineConfig(num_tokens=6, num_features=3, dim=4, num_target_features=2, out_dim=8,
+        ...                         hidden=16, layers=2, heads=2)
+        >>> tower = SasRecTower(config)
+        >>> tokens, target = torch.randn(2, 6, 3, 4), torch.randn(2, 2, 4)
+        >>> mask = torch.arange(6) < torch.tensor([[6], [0]])  # B X S: a full and an empty history
+        >>> tower.encode(tokens, mask).shape  # B X S X hidden
+        torch.Size([2, 6, 16])
+        >>> out = tower(tokens, mask, target)
+        >>> out.shape, bool(out.isfinite().all())
+        (torch.Size([2, 8]), True)
+    """
+
+    def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
+        super().__init__()
+        if config.hidden % config.heads != 0:
+            raise ValueError(
+                f"SasRecTower: BaselineConfig.hidden={config.hidden} is not divisible by heads={config.heads}; "
+                "pick hidden as a multiple of heads"
+            )
+        self.config = config
+        H = config.hidden
+        self.embed = nn.Linear(config.num_features * config.dim, H, device=device)
+        self.position = nn.Parameter(torch.randn(config.num_tokens, H, device=device) * 0.02)
+        self.blocks = nn.ModuleList(TransformerBlock(H, config.heads, device) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(H, device=device)
+        self.query = nn.Linear(config.num_target_features * config.dim, H, device=device)
+        self.out = nn.Linear(2 * H, config.out_dim, device=device)
+
+    def attention_mask(self, mask: Tensor) -> Tensor:
+        """``mask: B X S`` -> ``B X 1 X S X S`` bool: query i may attend key j iff ``j >= i`` and j is real, or
+        ``j == i`` (so that no row is all False and SDPA never takes a softmax over nothing)."""
+        S = mask.size(1)
+        index = torch.arange(S, device=mask.device)
+        older = index[None, :] >= index[:, None]  # S X S: key j is i itself or older
+        allowed = (older & mask[:, None, :]) | torch.eye(S, dtype=torch.bool, device=mask.device)  # B X S X S
+        return allowed.unsqueeze(1)  # B X 1 X S X S, broadcast over heads
+
+    def encode(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """The causal encoder.
+
+        Args:
+            tokens (Tensor): B X S X F X D, padded slots may hold anything.
+            mask (Tensor): B X S bool.
+
+        Returns:
+            Tensor: B X S X hidden; position i depends only on the real tokens at positions ``>= i``; zero at
+            padded slots.
+        """
+        x = self.embed(zero_padding(tokens, mask)) + self.position  # B X S X (F·D) -> B X S X H
+        # as an additive float mask made once, not a bool mask that SDPA would convert in every layer
+        allowed = self.attention_mask(mask)  # B X 1 X S X S bool
+        attn_mask = torch.zeros_like(allowed, dtype=x.dtype).masked_fill_(~allowed, float("-inf"))  # B X 1 X S X S
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return torch.where(mask[:, :, None], self.norm(x), 0.0)  # B X S X H
+
+    def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
+        check_inputs(self.config, tokens, mask, target)
+        B, H = tokens.size(0), self.config.hidden
+        h = self.encode(tokens, mask)  # B X S X H
+        q = self.query(target.reshape(B, -1))  # B X (Ft·D) -> B X H
+        scores = torch.bmm(h, q[:, :, None]).squeeze(-1) * H**-0.5  # B X S X 1 -> B X S
+        w = masked_softmax(scores, mask, dim=1)  # B X S, all zero for an empty history
+        pooled = torch.bmm(w[:, None], h).squeeze(1)  # B X 1 X S @ B X S X H -> B X H
+        latest = mask.to(torch.uint8).argmax(1)  # B: first real slot (0 for an empty row, whose encoding is zero)
+        recent = h[torch.arange(B, device=h.device), latest]  # B X H
+        return self.out(torch.cat([pooled, recent], 1))  # B X 2·H -> B X out_dim

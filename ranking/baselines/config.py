@@ -1,0 +1,41 @@
+"""The one config every baseline tower takes, so that a comparison changes the tower and nothing else.
+
+Inputs are those of the Pyramid Mixer: ``tokens: B X S X F X D`` (the history's token slots, most recent
+first, padded slots hold zeros), ``mask: B X S`` (True = real), ``target: B X Ft X D`` (the candidate's
+embeddings from the same tables as the first Ft token features). Output: ``B X out_dim``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Args:
+    num_tokens: S, token slots of the history (a baseline usually reads one full-resolution level).
+    num_features: F per-behaviour features per token.
+    dim: D, embedding width of every token feature.
+    num_target_features: Ft, the candidate's features (aligned with the first Ft token features).
+    out_dim: width of the tower's output.
+    hidden: width inside the tower (attention model width, GRU state, MLP hidden).
+    layers: blocks (attention layers, GRU layers, mixer blocks).
+    heads: attention heads (attention towers only).
+    """
+
+    num_tokens: int = 96
+    num_features: int = 5
+    dim: int = 16
+    num_target_features: int = 3
+    out_dim: int = 64
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("num_tokens", "num_features", "dim", "num_target_features", "out_dim", "hidden", "layers",
+                     "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BaselineConfig.{name}={getattr(self, name)}: must be >= 1")
+        if self.num_target_features > self.num_features:
+            raise ValueError("BaselineConfig.num_target_features cannot exceed num_features")

@@ -1,0 +1,50 @@
+"""Every interaction tower by name, behind one interface: ``forward(tokens, mask, target) -> B X out_dim``.
+
+``pyramid_mixer`` is the project's tower; the others are the baselines a ranking team compares it with
+(same inputs, same tables, same readout into the over arch): ``mean`` (mean pooling), ``din`` (target
+attention), ``sasrec`` (causal self-attention, BST/SASRec-style), ``gru`` (GRU4Rec-style), ``mixer``
+(a plain MLP-Mixer over full-resolution tokens), ``mlp4rec`` (sequence, channel and feature mixing) and
+``none`` (DLRM-style: pooled request features only; the history is ignored).
+
+Example::
+
+    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+    >>> tower = make_tower("mean", PyramidMixerConfig(level_tokens=(8,), num_features=2, dim=4,
+    ...                    num_target_features=1), BaselineConfig(num_tokens=8, num_features=2, dim=4,
+    ...                    num_target_features=1, out_dim=6))
+    >>> tower.config.out_dim
+    6
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from torch import nn
+
+from pyramid_mixer.ranking.baselines.attention import DinTower, SasRecTower
+from pyramid_mixer.ranking.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.baselines.mixers import Mlp4RecTower, MlpMixerTower
+from pyramid_mixer.ranking.baselines.pooling import MeanPoolTower, NoTower
+from pyramid_mixer.ranking.baselines.recurrent import GruTower
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+
+BASELINES: Dict[str, Callable[[BaselineConfig], nn.Module]] = {
+    "mean": MeanPoolTower,
+    "din": DinTower,
+    "sasrec": SasRecTower,
+    "gru": GruTower,
+    "mixer": MlpMixerTower,
+    "mlp4rec": Mlp4RecTower,
+    "none": NoTower,
+}
+TOWER_KINDS = ("pyramid_mixer",) + tuple(BASELINES)
+
+
+def make_tower(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig) -> nn.Module:
+    """The tower called ``kind``, built from the config that kind reads."""
+    if kind == "pyramid_mixer":
+        return PyramidMixer(pyramid)
+    if kind not in BASELINES:
+        raise ValueError(f"model.tower_kind={kind!r} is unknown; use one of {TOWER_KINDS}")
+    return BASELINES[kind](baseline)
