@@ -72,7 +72,8 @@ class PlanReport:
     def table(self) -> str:
         """Two Markdown tables: per embedding table, then per rank."""
         lines = [
-            f"Sharding plan: world size {self.world_size}, {self.compute_device}, batch size {self.batch_size} per rank",
+            f"Sharding plan: world size {self.world_size}, {self.compute_device}, "
+            f"batch size {self.batch_size} per rank",
             "",
             "| table | sharding | kernel | ranks | shard sizes | HBM GiB | DDR GiB | est. cost ms |",
             "|---|---|---|---|---|---:|---:|---:|",

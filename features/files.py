@@ -86,7 +86,8 @@ def resolve_files(paths: Sequence[PathLike]) -> Files:
         filesystem = filesystem or fs
         if _has_glob(path):
             root = _glob_root(path)
-            matches = [f for f in _parquet_below(fs, root) if fnmatch.fnmatch(f, path)] if _is_directory(fs, root) else []
+            below = _parquet_below(fs, root) if _is_directory(fs, root) else []
+            matches = [f for f in below if fnmatch.fnmatch(f, path)]
         else:
             info = fs.get_file_info(path)
             matches = (_parquet_below(fs, path) if info.type == pafs.FileType.Directory

@@ -40,6 +40,7 @@ from pyramid_mixer.features.schema import (
 from pyramid_mixer.features.spec import FeatureSpec, default_spec  # noqa: F401  (default_spec: docstring)
 from pyramid_mixer.features.tokens import PyramidLayout
 
+
 @dataclass
 class ReadStats:
     """Row accounting of one pass: rows read = rows used + rows rejected."""

@@ -33,8 +33,8 @@ from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setu
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
 from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
-from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
+from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
 from pyramid_mixer.jobs.report import EvalReport
 
 log = logging.getLogger(__name__)

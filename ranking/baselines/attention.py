@@ -31,32 +31,8 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
 from pyramid_mixer.ranking.mixer_layer import masked_softmax
-
-
-def check_inputs(config: BaselineConfig, tokens: Tensor, mask: Tensor, target: Tensor) -> None:
-    """Raises ValueError naming the config fields when the inputs do not have the configured shapes."""
-    S, F, D, Ft = config.num_tokens, config.num_features, config.dim, config.num_target_features
-    if tokens.dim() != 4 or tuple(tokens.shape[1:]) != (S, F, D):
-        raise ValueError(
-            f"tokens has shape {tuple(tokens.shape)}, expected B X {S} X {F} X {D} "
-            "(BaselineConfig num_tokens X num_features X dim)"
-        )
-    B = tokens.size(0)
-    if mask.dtype != torch.bool or tuple(mask.shape) != (B, S):
-        raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {(B, S)}")
-    if tuple(target.shape) != (B, Ft, D):
-        raise ValueError(
-            f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)} "
-            "(BaselineConfig num_target_features X dim)"
-        )
-
-
-def zero_padding(tokens: Tensor, mask: Tensor) -> Tensor:
-    """``tokens: B X S X F X D`` with padded slots (``mask: B X S`` False) replaced by zeros, NaN included,
-    flattened to ``B X S X (F·D)``."""
-    B, S, F, D = tokens.shape
-    return torch.where(mask[:, :, None, None], tokens, 0.0).view(B, S, F * D)  # B X S X (F·D)
 
 
 class DinTower(nn.Module):
@@ -115,7 +91,7 @@ class DinTower(nn.Module):
         """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
         check_inputs(self.config, tokens, mask, target)
         B = tokens.size(0)
-        x = zero_padding(tokens, mask)  # B X S X (F·D)
+        x = zero_padding(tokens, mask).flatten(2)  # B X S X (F·D)
         t = target.reshape(B, -1)  # B X (Ft·D)
         attention = torch.where(mask, self.attention_scores(x, t), 0.0)  # B X S, padded tokens weigh 0
         mean = mask / mask.sum(1, keepdim=True).clamp(min=1)  # B X S, zeros for an empty history
@@ -222,7 +198,7 @@ class SasRecTower(nn.Module):
             Tensor: B X S X hidden; position i depends only on the real tokens at positions ``>= i``; zero at
             padded slots.
         """
-        x = self.embed(zero_padding(tokens, mask)) + self.position  # B X S X (F·D) -> B X S X H
+        x = self.embed(zero_padding(tokens, mask).flatten(2)) + self.position  # B X S X (F·D) -> B X S X H
         # as an additive float mask made once, not a bool mask that SDPA would convert in every layer
         allowed = self.attention_mask(mask)  # B X 1 X S X S bool
         attn_mask = torch.zeros_like(allowed, dtype=x.dtype).masked_fill_(~allowed, float("-inf"))  # B X 1 X S X S

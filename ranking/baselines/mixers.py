@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.pooling import check_inputs
+from pyramid_mixer.ranking.baselines.inputs import check_inputs
 from pyramid_mixer.ranking.mixer_layer import ChannelMlp, masked_mean
 
 

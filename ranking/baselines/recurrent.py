@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.pooling import check_inputs, zero_padding
+from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
 
 
 def oldest_first(mask: Tensor) -> Tensor:

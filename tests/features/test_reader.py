@@ -15,7 +15,7 @@ from pyramid_mixer.features.kjt_builder import TIME_GAP_FEATURE, hash_ids, kjt_k
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.spec import FeatureSpec, default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout, time_gap_bucket
-from tests.logs import SCHEMA, random_rows, write_rows
+from tests.logs import random_rows, write_rows
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 8, 1), LevelSpec(8, 40, 4), LevelSpec(40, 200, 20)))
 

@@ -99,7 +99,7 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
 
     if world == 1:
         checkpoint.save(root / f"trained-{tag}", 1, built.dmp, built.optimizer, {})
-    else:  # keep this run's state for the resume test, then evaluate the 1-process table-wise model, resharded onto this topology and sharding
+    else:  # keep this run's state for the resume test, then evaluate the 1-process table-wise model
         checkpoint.save(root / f"trained2-{tag}", 1, built.dmp, built.optimizer, {})
         continued = _steps(built, builder, table, rank, world, range(STEPS, STEPS + 2))  # as if never stopped
         checkpoint.load(root / "trained-table_wise" / "checkpoints" / "epoch-1", built.dmp)

@@ -59,7 +59,8 @@ def test_every_row_is_accounted_for(run: tuple[JobConfig, TrainResult]) -> None:
         assert epoch["rows_read"] == epoch["rows_used"] + epoch["rows_rejected"] > 0
     rows = result.report.rows  # type: ignore[union-attr]
     assert rows["rows_read"] == rows["rows_used"] == result.report.metric("click").rows  # type: ignore[union-attr]
-    assert result.rows_trained == sum(e["rows_used"] for e in result.read) == sum(e["rows_trained"] for e in result.read)
+    used = sum(e["rows_used"] for e in result.read)
+    assert result.rows_trained == used == sum(e["rows_trained"] for e in result.read)
 
 
 def test_reports_and_checkpoints_are_written(run: tuple[JobConfig, TrainResult]) -> None:

@@ -70,7 +70,7 @@ def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[n
     loss, (detached, logits, labels, row_weights) = RankingTrain(model, weights)(batch)
     assert torch.equal(row_weights, torch.ones(12))
     per_label = [nnf.binary_cross_entropy_with_logits(logits[:, j], labels[:, j]) for j in range(3)]
-    torch.testing.assert_close(loss, sum(w * l for w, l in zip(weights, per_label)))
+    torch.testing.assert_close(loss, sum(w * bce for w, bce in zip(weights, per_label)))
     assert torch.equal(detached, loss.detach()) and not detached.requires_grad
     loss.backward()
     assert all(p.grad is not None for p in model.tower.parameters())
