@@ -218,11 +218,25 @@ class PyramidMixer(nn.Module):
         self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
         if config.target_aware:
             self.query = nn.Linear(config.num_target_features * D, K * F * D, device=device)
+            self._align_query(K, F, D, config.num_target_features)
             self.learned_query = None
         else:
             self.query = None
             self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
         self.out = nn.Linear(4 * K * F * D, config.out_dim, device=device)
+
+    @torch.no_grad()
+    def _align_query(self, K: int, F: int, D: int, Ft: int) -> None:
+        """Starts each level's query at "the candidate's own features": target feature f reads token
+        feature f (they come from the same tables), so the readout scores how much a token matches the
+        candidate from the first step instead of having to discover that alignment from a random start."""
+        if self.query is None or not self.query.weight.is_floating_point() or self.query.weight.is_meta:
+            return
+        self.query.weight.zero_()
+        self.query.bias.zero_()
+        eye = torch.eye(Ft * D, device=self.query.weight.device)
+        for k in range(K):
+            self.query.weight[k * F * D : k * F * D + Ft * D] = eye  # rows: level k's features 0..Ft-1
 
     def _check(self, tokens: Tensor, mask: Tensor) -> None:
         c = self.config

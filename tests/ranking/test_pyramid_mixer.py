@@ -292,3 +292,14 @@ def test_padding_invariance_sweep(level_tokens, carry_tokens, layers, seed) -> N
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_query_starts_aligned_with_the_candidates_own_features() -> None:
+    """Target feature f reads token feature f at initialisation (they share tables), for every level."""
+    config = PyramidMixerConfig(level_tokens=(4, 4), num_features=3, dim=8, num_target_features=2, out_dim=8)
+    tower = PyramidMixer(config)
+    target = torch.randn(5, 2, 8)
+    q = tower.query(target.reshape(5, 16)).view(5, 2, 3, 8)  # B X K X F X D
+    for k in range(2):
+        assert torch.equal(q[:, k, :2], target)
+        assert torch.equal(q[:, k, 2], torch.zeros(5, 8))
