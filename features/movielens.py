@@ -1,0 +1,510 @@
+"""MovieLens-100k, as RecBole ships it, converted to Parquet impressions for ``specs/movielens.yaml``.
+
+Input: the RecBole "atomic" files ``ml-100k.inter``, ``ml-100k.item`` and ``ml-100k.user`` (tab-separated,
+a header of ``name:type`` fields). The data is not committed (licence): ``fetch_recbole_ml100k`` takes the
+three files out of the ``recbole==1.2.1`` wheel on PyPI, or the user points at a directory holding them.
+
+Output: one row per rating, in the order of ``ml-100k.inter`` (``request_id`` = row number):
+
+- ``click`` = rating >= 4 (int8); ``request_time`` = the rating's timestamp;
+- ``hist_item_id``, ``hist_item_category`` (first genre), ``hist_action`` (the rating 1..5), ``hist_time``:
+  the same user's strictly earlier ratings, most recent first, capped at ``max_history``. "Earlier" orders
+  by (timestamp, row of the input file): of two ratings in the same second, the one listed first is earlier,
+  so no row sees itself or a later rating;
+- ``item_category`` (first genre id), ``item_tags`` (all genre ids), ``release_year`` (0 if missing);
+- ``user_age`` (bucket, 0 if missing), ``user_gender`` (0 unknown, 1 M, 2 F), ``user_occupation`` (id).
+
+Tokens (users, items, genres, occupations) become dense int64 ids from 1 (0 = unknown). Tokens that are all
+integers keep their numeric order, so ml-100k's user and item ids are unchanged.
+
+The history and Parquet helpers (``HistoryIndex``, ``gather_ranges``, ``list_column``, ``write_parts``,
+``ConvertSummary``) are shared with ``kuairand``.
+
+Example::
+
+    >>> s = convert_movielens(fetch_recbole_ml100k(Path("data/ml-100k-raw")), Path("data/ml-100k"))  # doctest: +SKIP
+    >>> s.rows, s.users, s.items                                                                        # doctest: +SKIP
+    (100000, 943, 1682)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Sequence, Tuple, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pyramid_mixer.features.schema import DataError
+
+__all__ = [
+    "ConvertSummary",
+    "HistoryIndex",
+    "MOVIELENS_SCHEMA",
+    "ML100K_FILES",
+    "convert_movielens",
+    "fetch_recbole_ml100k",
+    "gather_ranges",
+    "list_column",
+    "read_atomic",
+    "to_table",
+    "write_parts",
+]
+
+RECBOLE_WHEEL = "recbole==1.2.1"
+ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+_WHEEL_DIR = "recbole/dataset_example/ml-100k"
+
+# Age buckets (MovieLens-1M's): 1 = under 18, 2 = 18-24, 3 = 25-34, 4 = 35-44, 5 = 45-49, 6 = 50-55, 7 = 56+.
+AGE_EDGES = np.array([1, 18, 25, 35, 45, 50, 56], dtype=np.int64)
+GENDERS = {"M": 1, "F": 2}
+
+_LIST = pa.list_(pa.int64())
+MOVIELENS_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("request_time", pa.int64()),
+        ("item_category", pa.int64()),
+        ("item_tags", _LIST),
+        ("release_year", pa.int64()),
+        ("user_age", pa.int64()),
+        ("user_gender", pa.int64()),
+        ("user_occupation", pa.int64()),
+        ("rating", pa.float32()),
+        ("click", pa.int8()),
+        ("hist_item_id", _LIST),
+        ("hist_item_category", _LIST),
+        ("hist_action", _LIST),
+        ("hist_time", _LIST),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """What a conversion wrote.
+
+    Args:
+        rows: rows written (one per event).
+        users, items: distinct users and items among the events.
+        click_rate: mean of the ``click`` label.
+        mean_history: mean history length per row (after the cap).
+        files: the Parquet files written.
+        seconds: wall time of the conversion.
+    """
+
+    rows: int
+    users: int
+    items: int
+    click_rate: float
+    mean_history: float
+    files: Tuple[str, ...]
+    seconds: float
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shared: per-user history as index arithmetic, list columns, Parquet parts.
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryIndex:
+    """Each event's history as a range of a flat array: no per-row Python, built once for all events.
+
+    Events are ordered by (user, time, input row). An event's history is the *kept* events of the same user
+    strictly before it in that order, most recent first, at most ``max_history`` of them.
+
+    Args:
+        kept_rows: K input rows of the kept events, in (user, time, input row) order.
+        last: N per event (input order): position in ``kept_rows`` of its most recent history event.
+        length: N per event: history length (capped).
+
+    Example::
+
+        >>> user, time_ = np.array([1, 1, 2, 1]), np.array([5, 3, 4, 5])
+        >>> offsets, rows = HistoryIndex.build(user, time_, np.ones(4, bool), max_history=8).gather(0, 4)
+        >>> offsets.tolist(), rows.tolist()  # row 3 ties row 0 in time and comes later: it sees row 0
+        ([0, 1, 1, 1, 3], [1, 0, 1])
+    """
+
+    kept_rows: np.ndarray
+    last: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def build(cls, user: np.ndarray, time_: np.ndarray, keep: np.ndarray, max_history: int) -> "HistoryIndex":
+        """Args:
+            user, time_: N int64 per event, in input order.
+            keep: N bool: which events may appear in a history (all of them, or e.g. the clicked ones).
+            max_history: the cap on a history's length (>= 0).
+
+        Returns:
+            the index; ``gather(lo, hi)`` gives the history rows of events ``lo .. hi - 1``.
+        """
+        if max_history < 0:
+            raise ValueError(f"max_history must be >= 0, got {max_history}")
+        n = user.shape[0]
+        order = np.lexsort((np.arange(n), time_, user))  # N: sorted position -> input row
+        kept = keep[order]
+        before = np.cumsum(kept) - kept  # N: kept events strictly before each sorted position (all users)
+        new_user = np.ones(n, dtype=bool)
+        new_user[1:] = user[order][1:] != user[order][:-1]
+        first = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))  # N: the user's first position
+        length_sorted = np.minimum(before - before[first], max_history)
+        last = np.empty(n, dtype=np.int64)
+        length = np.empty(n, dtype=np.int64)
+        last[order] = before - 1
+        length[order] = length_sorted
+        return cls(kept_rows=order[kept], last=last, length=length)
+
+    def gather(self, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(offsets int32 ``hi - lo + 1``, input rows of the history events, most recent first per event)."""
+        offsets, positions = gather_ranges(self.last[lo:hi], self.length[lo:hi], step=-1)
+        return offsets, self.kept_rows[positions]
+
+
+def gather_ranges(start: np.ndarray, length: np.ndarray, step: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Flat positions of R ranges ``start[r], start[r] + step, ...`` (``length[r]`` each).
+
+    Args:
+        start: R first positions.
+        length: R range lengths.
+        step: +1 walks forward, -1 backward.
+
+    Returns:
+        (offsets int32 R + 1, positions int64 sum(length)).
+    """
+    offsets = np.zeros(length.shape[0] + 1, dtype=np.int64)
+    np.cumsum(length, out=offsets[1:])
+    owner = np.repeat(np.arange(length.shape[0]), length)
+    positions = start[owner] + step * (np.arange(offsets[-1]) - offsets[owner])
+    return offsets.astype(np.int32), positions.astype(np.int64)
+
+
+def list_column(offsets: np.ndarray, values: np.ndarray) -> pa.ListArray:
+    """A ``list<int64>`` column from int32 offsets and flat values."""
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int64()))
+
+
+def write_parts(out: Path, schema: pa.Schema, chunks: Iterator[pa.Table], rows_per_file: int) -> List[str]:
+    """Writes each chunk as one row group of ``out/part-NNNNN.parquet``; a new file after ``rows_per_file``.
+
+    Existing ``part-*.parquet`` files in ``out`` are removed first, so stale parts never mix with new ones.
+
+    Returns:
+        the files written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("part-*.parquet"):
+        stale.unlink()
+    files: List[str] = []
+    writer = None
+    rows_in_file = 0
+    try:
+        for table in chunks:
+            if writer is None or rows_in_file >= rows_per_file:
+                if writer is not None:
+                    writer.close()
+                files.append(str(out / f"part-{len(files):05d}.parquet"))
+                writer = pq.ParquetWriter(files[-1], schema, compression="snappy")
+                rows_in_file = 0
+            writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
+            rows_in_file += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return files
+
+
+def to_table(columns: Dict[str, Union[np.ndarray, pa.Array]], schema: pa.Schema) -> pa.Table:
+    """The table of ``schema`` from numpy columns (cast to the field's type) and ready arrow list columns."""
+    arrays = []
+    for f in schema:
+        column = columns[f.name]
+        arrays.append(column if isinstance(column, pa.Array) else pa.array(column, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def chunk_bounds(n: int, rows: int) -> List[Tuple[int, int]]:
+    """``[(0, rows), (rows, 2 rows), ...]`` covering ``n`` rows."""
+    return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+
+
+def split_tokens(column: pa.Array, separator: str) -> Tuple[np.ndarray, pa.Array]:
+    """Splits each string on ``separator`` (nulls and empty pieces dropped).
+
+    Returns:
+        (R pieces per row, the flat non-empty pieces as strings).
+    """
+    lists = pc.split_pattern(pc.fill_null(column, ""), separator)
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    counts = np.bincount(parent[nonempty], minlength=len(column)).astype(np.int64)
+    return counts, flat.filter(pa.array(nonempty))
+
+
+def token_vocabulary(*columns: pa.Array) -> pa.Array:
+    """The distinct tokens of the columns, sorted numerically when all are integers, else as strings."""
+    unique = pc.unique(pa.chunked_array([c for c in columns if len(c)], pa.string()).combine_chunks())
+    unique = unique.filter(pc.not_equal(unique, ""))
+    try:
+        keys = pc.cast(unique, pa.int64())
+    except pa.ArrowInvalid:
+        keys = unique
+    return unique.take(pc.sort_indices(keys))
+
+
+def dense_ids(tokens: pa.Array, vocabulary: pa.Array) -> np.ndarray:
+    """int64 ids from 1 (position in ``vocabulary`` + 1); 0 for tokens not in it."""
+    index = pc.fill_null(pc.index_in(tokens, value_set=vocabulary), -1)
+    return index.to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+
+def parse_ints(column: pa.Array) -> np.ndarray:
+    """int64 of strings that are plain non-negative integers; 0 for anything else (``unknown``, ``V``, '')."""
+    plain = pc.fill_null(pc.match_substring_regex(column, r"^\s*\d{1,18}\s*$"), False)
+    values = pc.cast(pc.utf8_trim_whitespace(pc.if_else(plain, column, "0")), pa.int64())
+    return values.to_numpy(zero_copy_only=False)
+
+
+def parse_floats(column: pa.Array, path: Path, name: str) -> np.ndarray:
+    """float64 of a string column; a value that is not a number is a ``DataError`` naming file and column."""
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{path}: column {name!r} must hold numbers: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------------------
+# MovieLens-100k.
+# --------------------------------------------------------------------------------------------------------
+
+
+def read_atomic(path: Path, required: Sequence[str]) -> Dict[str, pa.Array]:
+    """Reads a RecBole atomic file (tab-separated, header ``name:type``) with every column as a string.
+
+    Args:
+        path: the ``.inter`` / ``.item`` / ``.user`` file.
+        required: column names (without ``:type``) that must be present.
+
+    Returns:
+        column name -> string array.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; expected the RecBole atomic files {list(ML100K_FILES)}")
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")
+    names = [h.split(":", 1)[0] for h in header]
+    for name in required:
+        if name not in names:
+            raise DataError(f"{path}: column {name!r} is missing; the header has {header}")
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=1, column_names=names),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{path}: not a RecBole atomic file: {e}") from e
+    return {n: table.column(n).combine_chunks() for n in names}
+
+
+@dataclass(frozen=True)
+class _Items:
+    """Item features by dense item id (index 0 = unknown item)."""
+
+    category: np.ndarray  # I + 1: first genre id
+    year: np.ndarray  # I + 1
+    tag_offsets: np.ndarray  # I + 2: genre ids of item i are tag_values[tag_offsets[i]:tag_offsets[i + 1]]
+    tag_values: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Users:
+    """User features by dense user id (index 0 = unknown user)."""
+
+    age: np.ndarray  # U + 1: bucket
+    gender: np.ndarray  # U + 1
+    occupation: np.ndarray  # U + 1
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The ratings, in input order."""
+
+    user: np.ndarray  # N dense ids
+    item: np.ndarray  # N dense ids
+    rating: np.ndarray  # N float64
+    time: np.ndarray  # N int64 unix seconds
+
+
+def _first_rows(ids: np.ndarray) -> np.ndarray:
+    """Row of the first occurrence of each distinct id (a duplicated feature row: the first one wins)."""
+    _, first = np.unique(ids, return_index=True)
+    return np.sort(first)
+
+
+def _item_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Items:
+    n = len(vocabulary) + 1
+    all_ids = dense_ids(cols["item_id"], vocabulary)
+    rows = _first_rows(all_ids)
+    ids = all_ids[rows]
+    counts, genres = split_tokens(cols["class"].take(pa.array(rows)), " ")
+    genre_ids = dense_ids(genres, token_vocabulary(genres))
+    per_item = np.zeros(n, dtype=np.int64)
+    per_item[ids] = counts
+    tag_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(per_item, out=tag_offsets[1:])
+    tag_values = np.zeros(genre_ids.shape[0], dtype=np.int64)
+    owner = np.repeat(ids, counts)
+    rank = np.arange(genre_ids.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+    tag_values[tag_offsets[owner] + rank] = genre_ids
+    category = np.zeros(n, dtype=np.int64)
+    has = per_item > 0
+    category[has] = tag_values[tag_offsets[:-1][has]]
+    year = np.zeros(n, dtype=np.int64)
+    if "release_year" in cols:
+        year[ids] = parse_ints(cols["release_year"].take(pa.array(rows)))
+    return _Items(category=category, year=year, tag_offsets=tag_offsets, tag_values=tag_values)
+
+
+def _user_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Users:
+    n = len(vocabulary) + 1
+    all_ids = dense_ids(cols["user_id"], vocabulary)
+    rows = _first_rows(all_ids)
+    ids = all_ids[rows]
+    age, gender, occupation = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    if "age" in cols:
+        age[ids] = np.searchsorted(AGE_EDGES, parse_ints(cols["age"].take(pa.array(rows))), side="right")
+    if "gender" in cols:
+        g = pc.utf8_upper(pc.utf8_trim_whitespace(cols["gender"].take(pa.array(rows))))
+        gender[ids] = dense_ids(g, pa.array(list(GENDERS), pa.string()))
+    if "occupation" in cols:
+        occ = cols["occupation"].take(pa.array(rows))
+        occupation[ids] = dense_ids(occ, token_vocabulary(occ))
+    return _Users(age=age, gender=gender, occupation=occupation)
+
+
+def _read_ml100k(source: Path) -> Tuple[_Events, _Items, _Users]:
+    inter = read_atomic(source / "ml-100k.inter", ("user_id", "item_id", "rating", "timestamp"))
+    item = read_atomic(source / "ml-100k.item", ("item_id", "class"))
+    user = read_atomic(source / "ml-100k.user", ("user_id",))
+    user_vocab = token_vocabulary(inter["user_id"], user["user_id"])
+    item_vocab = token_vocabulary(inter["item_id"], item["item_id"])
+    events = _Events(
+        user=dense_ids(inter["user_id"], user_vocab),
+        item=dense_ids(inter["item_id"], item_vocab),
+        rating=parse_floats(inter["rating"], source / "ml-100k.inter", "rating"),
+        time=np.floor(parse_floats(inter["timestamp"], source / "ml-100k.inter", "timestamp")).astype(np.int64),
+    )
+    if (events.user == 0).any() or (events.item == 0).any():
+        raise DataError(f"{source / 'ml-100k.inter'}: empty user_id or item_id tokens")
+    return events, _item_features(item, item_vocab), _user_features(user, user_vocab)
+
+
+def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: HistoryIndex, lo: int,
+                     hi: int) -> pa.Table:
+    """The ``MOVIELENS_SCHEMA`` rows of events ``lo .. hi - 1``."""
+    item, user = events.item[lo:hi], events.user[lo:hi]
+    tag_start = items.tag_offsets[item]
+    tag_offsets, tag_pos = gather_ranges(tag_start, items.tag_offsets[item + 1] - tag_start, step=1)
+    hist_offsets, rows = hist.gather(lo, hi)
+    hist_item = events.item[rows]
+    rating = events.rating[lo:hi]
+    cols = {
+        "request_id": np.arange(lo, hi, dtype=np.int64),
+        "user_id": user,
+        "item_id": item,
+        "request_time": events.time[lo:hi],
+        "item_category": items.category[item],
+        "item_tags": list_column(tag_offsets, items.tag_values[tag_pos]),
+        "release_year": items.year[item],
+        "user_age": users.age[user],
+        "user_gender": users.gender[user],
+        "user_occupation": users.occupation[user],
+        "rating": rating.astype(np.float32),
+        "click": (rating >= 4).astype(np.int8),
+        "hist_item_id": list_column(hist_offsets, hist_item),
+        "hist_item_category": list_column(hist_offsets, items.category[hist_item]),
+        "hist_action": list_column(hist_offsets, np.rint(events.rating[rows]).astype(np.int64)),
+        "hist_time": list_column(hist_offsets, events.time[rows]),
+    }
+    return to_table(cols, MOVIELENS_SCHEMA)
+
+
+def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group_rows: int = 20_000) -> ConvertSummary:
+    """Converts RecBole's ml-100k atomic files to Parquet impressions (see the module docstring).
+
+    Args:
+        source: directory holding ``ml-100k.inter``, ``ml-100k.item`` and ``ml-100k.user``.
+        out: output directory; ``part-*.parquet`` files already there are replaced.
+        max_history: cap on the history length (most recent kept).
+        row_group_rows: rows per Parquet row group.
+
+    Returns:
+        the summary of what was written.
+    """
+    if row_group_rows <= 0:
+        raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
+    start = time.perf_counter()
+    events, items, users = _read_ml100k(Path(source))
+    n = events.user.shape[0]
+    hist = HistoryIndex.build(events.user, events.time, np.ones(n, dtype=bool), max_history)
+    chunks = (_movielens_chunk(events, items, users, hist, lo, hi) for lo, hi in chunk_bounds(n, row_group_rows))
+    files = write_parts(Path(out), MOVIELENS_SCHEMA, chunks, rows_per_file=max(n, 1))
+    return ConvertSummary(
+        rows=n,
+        users=int(np.unique(events.user).shape[0]),
+        items=int(np.unique(events.item).shape[0]),
+        click_rate=float((events.rating >= 4).mean()) if n else 0.0,
+        mean_history=float(hist.length.mean()) if n else 0.0,
+        files=tuple(files),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def fetch_recbole_ml100k(dest: Path) -> Path:
+    """Downloads the ``recbole==1.2.1`` wheel with pip and extracts the three ml-100k atomic files.
+
+    Files already in ``dest`` are reused (no download).
+
+    Args:
+        dest: directory to extract ``ml-100k.inter``, ``ml-100k.item``, ``ml-100k.user`` into.
+
+    Returns:
+        ``dest``.
+    """
+    dest = Path(dest)
+    if all((dest / name).is_file() for name in ML100K_FILES):
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", RECBOLE_WHEEL, "--no-deps", "--only-binary=:all:",
+               "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("recbole-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise DataError(
+                f"could not download {RECBOLE_WHEEL} with pip ({' '.join(cmd)}): {' | '.join(tail)}; "
+                f"put {list(ML100K_FILES)} in a directory yourself and pass it as the source"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in ML100K_FILES:
+                (dest / name).write_bytes(wheel.read(f"{_WHEEL_DIR}/{name}"))
+    return dest

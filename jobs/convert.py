@@ -1,0 +1,92 @@
+"""``convert``: turn a public dataset into Parquet impressions that the reader and the jobs take.
+
+    python -m pyramid_mixer.jobs.convert movielens --out data/ml-100k [--source DIR] [--max-history 256]
+    python -m pyramid_mixer.jobs.convert kuairand --source KuaiRand-1K/data --out data/kuairand-1k
+
+movielens: RecBole's ml-100k atomic files (ml-100k.inter, .item, .user). Without --source, the files are
+taken out of the recbole 1.2.1 wheel, downloaded from PyPI with pip into OUT/source (the data is not
+committed). Train on the output with the MovieLens spec:
+    --set data.path=OUT data.spec=<pyramid_mixer/features/specs/movielens.yaml>
+
+kuairand: KuaiRand's log_standard_*.csv, user_features*.csv and video_features_basic*.csv, written in the
+default (Douyin-style) spec's schema, so the default spec reads it: --set data.path=OUT.
+
+Both write OUT/part-*.parquet (replacing earlier parts) and print a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional
+
+from pyramid_mixer.features.kuairand import convert_kuairand
+from pyramid_mixer.features.movielens import ML100K_FILES, ConvertSummary, convert_movielens, fetch_recbole_ml100k
+from pyramid_mixer.features.spec import default_spec_path
+from pyramid_mixer.jobs.cli import run_main, setup_logging
+
+MAX_HISTORY_HELP = "keep at most N most recent behaviours per history (default: %(default)s)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``convert`` command line: one subcommand per dataset."""
+    p = argparse.ArgumentParser(
+        prog="python -m pyramid_mixer.jobs.convert",
+        description=__doc__.strip().splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="dataset", required=True, metavar="{movielens,kuairand}")
+    ml = sub.add_parser("movielens", help="MovieLens-100k from RecBole's atomic files")
+    ml.add_argument("--source", type=Path, default=None,
+                    help="directory with ml-100k.inter/.item/.user (default: download the recbole 1.2.1 "
+                         "wheel from PyPI into OUT/source)")
+    kr = sub.add_parser("kuairand", help="KuaiRand standard logs, in the default spec's schema")
+    kr.add_argument("--source", type=Path, required=True,
+                    help="the KuaiRand data directory (log_standard_*.csv, user_features*.csv, "
+                         "video_features_basic*.csv)")
+    for s in (ml, kr):
+        s.add_argument("--out", type=Path, required=True, help="output directory for part-*.parquet")
+        s.add_argument("--max-history", type=int, default=256, metavar="N", help=MAX_HISTORY_HELP)
+    return p
+
+
+def movielens_spec_path() -> Path:
+    """The packaged feature spec for the MovieLens output."""
+    return default_spec_path().with_name("movielens.yaml")
+
+
+def summary_line(s: ConvertSummary, out: Path, spec: Path) -> str:
+    return (
+        f"wrote {s.rows:,} rows ({s.users:,} users, {s.items:,} items, click rate {s.click_rate:.3f}, mean "
+        f"history {s.mean_history:.1f}) to {out} ({len(s.files)} files) in {s.seconds:.1f}s; spec: {spec}"
+    )
+
+
+def run(args: argparse.Namespace) -> ConvertSummary:
+    """Runs the conversion the parsed arguments name."""
+    if args.max_history < 0:
+        raise SystemExit(f"error: --max-history must be >= 0, got {args.max_history}")
+    if args.dataset == "kuairand":
+        return convert_kuairand(args.source, args.out, max_history=args.max_history)
+    source = args.source
+    if source is None:
+        source = args.out / "source"
+        if all((source / name).is_file() for name in ML100K_FILES):
+            print(f"no --source: using the ml-100k files fetched earlier into {source}", flush=True)
+        else:
+            print(f"no --source: fetching ml-100k from the recbole 1.2.1 wheel on PyPI into {source}", flush=True)
+        fetch_recbole_ml100k(source)
+    return convert_movielens(source, args.out, max_history=args.max_history)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parser().parse_args(argv)
+    setup_logging()
+    s = run(args)
+    spec = movielens_spec_path() if args.dataset == "movielens" else default_spec_path()
+    print(summary_line(s, args.out, spec))
+
+
+if __name__ == "__main__":
+    run_main(main, None)
