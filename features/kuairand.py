@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pyramid_mixer.features.movielens import (
+from pyramid_mixer.features.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,

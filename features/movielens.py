@@ -17,8 +17,7 @@ Output: one row per rating, in the order of ``ml-100k.inter`` (``request_id`` = 
 Tokens (users, items, genres, occupations) become dense int64 ids from 1 (0 = unknown). Tokens that are all
 integers keep their numeric order, so ml-100k's user and item ids are unchanged.
 
-The history and Parquet helpers (``HistoryIndex``, ``gather_ranges``, ``list_column``, ``write_parts``,
-``ConvertSummary``) are shared with ``kuairand``.
+The history and Parquet helpers it shares with ``kuairand`` live in ``conversion``.
 
 Example::
 
@@ -36,28 +35,31 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from pyramid_mixer.features.conversion import (
+    ConvertSummary,
+    HistoryIndex,
+    chunk_bounds,
+    gather_ranges,
+    list_column,
+    split_tokens,
+    to_table,
+    write_parts,
+)
 from pyramid_mixer.features.schema import DataError
 
 __all__ = [
-    "ConvertSummary",
-    "HistoryIndex",
     "MOVIELENS_SCHEMA",
     "ML100K_FILES",
     "convert_movielens",
     "fetch_recbole_ml100k",
-    "gather_ranges",
-    "list_column",
     "read_atomic",
-    "to_table",
-    "write_parts",
 ]
 
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -89,170 +91,6 @@ MOVIELENS_SCHEMA = pa.schema(
         ("hist_time", _LIST),
     ]
 )
-
-
-@dataclass(frozen=True)
-class ConvertSummary:
-    """What a conversion wrote.
-
-    Args:
-        rows: rows written (one per event).
-        users, items: distinct users and items among the events.
-        click_rate: mean of the ``click`` label.
-        mean_history: mean history length per row (after the cap).
-        files: the Parquet files written.
-        seconds: wall time of the conversion.
-    """
-
-    rows: int
-    users: int
-    items: int
-    click_rate: float
-    mean_history: float
-    files: Tuple[str, ...]
-    seconds: float
-
-
-# --------------------------------------------------------------------------------------------------------
-# Shared: per-user history as index arithmetic, list columns, Parquet parts.
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryIndex:
-    """Each event's history as a range of a flat array: no per-row Python, built once for all events.
-
-    Events are ordered by (user, time, input row). An event's history is the *kept* events of the same user
-    strictly before it in that order, most recent first, at most ``max_history`` of them.
-
-    Args:
-        kept_rows: K input rows of the kept events, in (user, time, input row) order.
-        last: N per event (input order): position in ``kept_rows`` of its most recent history event.
-        length: N per event: history length (capped).
-
-    Example::
-
-        >>> user, time_ = np.array([1, 1, 2, 1]), np.array([5, 3, 4, 5])
-        >>> offsets, rows = HistoryIndex.build(user, time_, np.ones(4, bool), max_history=8).gather(0, 4)
-        >>> offsets.tolist(), rows.tolist()  # row 3 ties row 0 in time and comes later: it sees row 0
-        ([0, 1, 1, 1, 3], [1, 0, 1])
-    """
-
-    kept_rows: np.ndarray
-    last: np.ndarray
-    length: np.ndarray
-
-    @classmethod
-    def build(cls, user: np.ndarray, time_: np.ndarray, keep: np.ndarray, max_history: int) -> "HistoryIndex":
-        """Args:
-            user, time_: N int64 per event, in input order.
-            keep: N bool: which events may appear in a history (all of them, or e.g. the clicked ones).
-            max_history: the cap on a history's length (>= 0).
-
-        Returns:
-            the index; ``gather(lo, hi)`` gives the history rows of events ``lo .. hi - 1``.
-        """
-        if max_history < 0:
-            raise ValueError(f"max_history must be >= 0, got {max_history}")
-        n = user.shape[0]
-        order = np.lexsort((np.arange(n), time_, user))  # N: sorted position -> input row
-        kept = keep[order]
-        before = np.cumsum(kept) - kept  # N: kept events strictly before each sorted position (all users)
-        new_user = np.ones(n, dtype=bool)
-        new_user[1:] = user[order][1:] != user[order][:-1]
-        first = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))  # N: the user's first position
-        length_sorted = np.minimum(before - before[first], max_history)
-        last = np.empty(n, dtype=np.int64)
-        length = np.empty(n, dtype=np.int64)
-        last[order] = before - 1
-        length[order] = length_sorted
-        return cls(kept_rows=order[kept], last=last, length=length)
-
-    def gather(self, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(offsets int32 ``hi - lo + 1``, input rows of the history events, most recent first per event)."""
-        offsets, positions = gather_ranges(self.last[lo:hi], self.length[lo:hi], step=-1)
-        return offsets, self.kept_rows[positions]
-
-
-def gather_ranges(start: np.ndarray, length: np.ndarray, step: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Flat positions of R ranges ``start[r], start[r] + step, ...`` (``length[r]`` each).
-
-    Args:
-        start: R first positions.
-        length: R range lengths.
-        step: +1 walks forward, -1 backward.
-
-    Returns:
-        (offsets int32 R + 1, positions int64 sum(length)).
-    """
-    offsets = np.zeros(length.shape[0] + 1, dtype=np.int64)
-    np.cumsum(length, out=offsets[1:])
-    owner = np.repeat(np.arange(length.shape[0]), length)
-    positions = start[owner] + step * (np.arange(offsets[-1]) - offsets[owner])
-    return offsets.astype(np.int32), positions.astype(np.int64)
-
-
-def list_column(offsets: np.ndarray, values: np.ndarray) -> pa.ListArray:
-    """A ``list<int64>`` column from int32 offsets and flat values."""
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int64()))
-
-
-def write_parts(out: Path, schema: pa.Schema, chunks: Iterator[pa.Table], rows_per_file: int) -> List[str]:
-    """Writes each chunk as one row group of ``out/part-NNNNN.parquet``; a new file after ``rows_per_file``.
-
-    Existing ``part-*.parquet`` files in ``out`` are removed first, so stale parts never mix with new ones.
-
-    Returns:
-        the files written.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("part-*.parquet"):
-        stale.unlink()
-    files: List[str] = []
-    writer = None
-    rows_in_file = 0
-    try:
-        for table in chunks:
-            if writer is None or rows_in_file >= rows_per_file:
-                if writer is not None:
-                    writer.close()
-                files.append(str(out / f"part-{len(files):05d}.parquet"))
-                writer = pq.ParquetWriter(files[-1], schema, compression="snappy")
-                rows_in_file = 0
-            writer.write_table(table.cast(schema), row_group_size=max(table.num_rows, 1))
-            rows_in_file += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    return files
-
-
-def to_table(columns: Dict[str, Union[np.ndarray, pa.Array]], schema: pa.Schema) -> pa.Table:
-    """The table of ``schema`` from numpy columns (cast to the field's type) and ready arrow list columns."""
-    arrays = []
-    for f in schema:
-        column = columns[f.name]
-        arrays.append(column if isinstance(column, pa.Array) else pa.array(column, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def chunk_bounds(n: int, rows: int) -> List[Tuple[int, int]]:
-    """``[(0, rows), (rows, 2 rows), ...]`` covering ``n`` rows."""
-    return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
-
-
-def split_tokens(column: pa.Array, separator: str) -> Tuple[np.ndarray, pa.Array]:
-    """Splits each string on ``separator`` (nulls and empty pieces dropped).
-
-    Returns:
-        (R pieces per row, the flat non-empty pieces as strings).
-    """
-    lists = pc.split_pattern(pc.fill_null(column, ""), separator)
-    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
-    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    nonempty = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
-    counts = np.bincount(parent[nonempty], minlength=len(column)).astype(np.int64)
-    return counts, flat.filter(pa.array(nonempty))
 
 
 def token_vocabulary(*columns: pa.Array) -> pa.Array:

@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pyramid_mixer.features import kuairand, movielens
+from pyramid_mixer.features import conversion, kuairand, movielens
+from pyramid_mixer.features.conversion import HistoryIndex
 from pyramid_mixer.features.kuairand import ACTIVE_DEGREES, KUAIRAND_SCHEMA, convert_kuairand
-from pyramid_mixer.features.movielens import HistoryIndex, convert_movielens, fetch_recbole_ml100k
+from pyramid_mixer.features.movielens import convert_movielens, fetch_recbole_ml100k
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError, expected_columns
 from pyramid_mixer.features.spec import FeatureSpec, default_spec, load_spec
@@ -301,7 +302,7 @@ def test_history_index_random_sweep() -> None:
             assert rows[offsets[i]:offsets[i + 1]].tolist() == reference_history(user, time_, keep, i, cap)
 
 
-@pytest.mark.parametrize("module", [movielens, kuairand])
+@pytest.mark.parametrize("module", [conversion, movielens, kuairand])
 def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
