@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from pyramid_mixer.features import synthetic
 from pyramid_mixer.features.conversion import (
     ConvertSummary,
     HistoryIndex,
@@ -60,29 +61,10 @@ VIDEO_FILES = "video_features_basic*.csv"
 ACTIVE_DEGREES = {"full_active": 1, "high_active": 2, "middle_active": 3, "low_active": 4}
 ACTION_CLICK, ACTION_LONG_VIEW, ACTION_LIKE = 1, 2, 3
 
-_LIST = pa.list_(pa.int64())
+# The default Douyin-style contract, as the generator writes it, without what KuaiRand does not have: the
+# stay time and the true probabilities.
 KUAIRAND_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.int64()),
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
-        ("author_id", pa.int64()),
-        ("request_time", pa.int64()),
-        ("item_category", pa.int64()),
-        ("item_tags", _LIST),
-        ("user_region", pa.int64()),
-        ("device", pa.int64()),
-        ("item_duration", pa.float32()),
-        ("user_active_days", pa.float32()),
-        ("click", pa.int8()),
-        ("finish", pa.int8()),
-        ("like", pa.int8()),
-        ("hist_item_id", _LIST),
-        ("hist_author_id", _LIST),
-        ("hist_item_category", _LIST),
-        ("hist_action", _LIST),
-        ("hist_time", _LIST),
-    ]
+    [f for f in synthetic.SCHEMA if f.name not in ("stay_time", *synthetic.oracle_columns().values())]
 )
 
 _LOG_COLUMNS = {
