@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.10+ and make:
 #   make demo   installs (creating .venv if absent) and runs generate -> train -> eval on generated logs
 #   make test   installs and runs the test suite
+#   make bench-quality   every tower and ablation, 3 seeds, planted + MovieLens-100k -> benchmarks/quality
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ CONFIG ?=
 STAMP  := $(VENV)/.installed
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench-quality
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+bench-quality: install
+	$(BIN)/python -m pyramid_mixer.jobs.bench_quality
 
 clean:
 	rm -rf runs data .pytest_cache

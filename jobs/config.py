@@ -34,12 +34,15 @@ class DataConfig:
     """Where the logs are and how they split.
 
     With ``train``/``valid``/``test`` empty, ``path`` is split by request time: the last ``eval_days`` of
-    requests are the eval set. Explicit paths or globs (a team's own split) take precedence.
+    requests are the eval set, and with ``valid_days > 0`` the ``valid_days`` before them are a validation
+    set (for choosing hyperparameters) that training does not read. Explicit paths or globs (a team's own
+    split) take precedence.
     """
 
     path: str = "data/douyin"
     spec: str = "default"
     eval_days: float = 1.0
+    valid_days: float = 0.0
     train: Tuple[str, ...] = ()
     valid: Tuple[str, ...] = ()
     test: Tuple[str, ...] = ()
@@ -109,6 +112,12 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 2048
     predictions: bool = False  # also write per-row predictions to Parquet
+    splits: Tuple[str, ...] = ("eval",)  # what train scores at the end: eval (= test) and/or valid
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.splits if s not in ("eval", "valid")]
+        if unknown or not self.splits:
+            raise ConfigError(f"eval.splits={list(self.splits)}: use one or both of eval, valid")
 
 
 @dataclass(frozen=True)

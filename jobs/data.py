@@ -39,7 +39,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     """``train`` and ``eval`` sources (and ``valid`` when given explicitly).
 
     Explicit ``data.train`` + ``data.test`` (or ``data.valid``) win; otherwise ``data.path`` is split by
-    request time, the last ``data.eval_days`` of requests being the eval set.
+    request time, the last ``data.eval_days`` of requests being the eval set and the ``data.valid_days``
+    before them, when set, the valid set.
     """
     if data.train:
         held_out = data.test or data.valid
@@ -52,9 +53,20 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
         if data.valid and data.test:
             out["valid"] = Source(tuple(data.valid), None, f"valid: {list(data.valid)}")
         return out
+    if data.valid_days < 0 or data.eval_days <= 0:
+        raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
+                          f"{data.valid_days:g} >= 0")
     train_filter, eval_filter, cutoff = time_split([data.path], spec, data.eval_days)
-    return {
+    out = {
         "train": Source((data.path,), train_filter, f"{data.path}: {spec.request_time} <= {cutoff}"),
         "eval": Source((data.path,), eval_filter, f"{data.path}: {spec.request_time} > {cutoff} "
                                                   f"(last {data.eval_days:g} day(s))"),
     }
+    if data.valid_days > 0:
+        start = int(cutoff - data.valid_days * 86400)
+        t = pc.field(spec.request_time)
+        out["train"] = Source((data.path,), t <= start, f"{data.path}: {spec.request_time} <= {start}")
+        out["valid"] = Source((data.path,), (t > start) & (t <= cutoff),
+                              f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
+                              f"({data.valid_days:g} day(s) before the eval set)")
+    return out

@@ -120,7 +120,8 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report."""
     srcs = sources(config.data, spec)
     if split not in srcs:
-        raise ConfigError(f"split {split!r} needs data.{split} (and data.test) in the config")
+        raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
+                          "data.test (explicit paths) in the config")
     reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size,
                                 rank=env.rank, world_size=env.world_size)
     preds = predict(dmp, reader, env)
@@ -155,8 +156,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint directory (default: the newest complete one under run_dir/checkpoints)")
     p.add_argument("--split", default="eval", choices=["eval", "valid"],
-                   help="eval: data.test (or the last data.eval_days by time); valid: data.valid, "
-                        "when both data.valid and data.test are given")
+                   help="eval: data.test (or the last data.eval_days by time); valid: data.valid when "
+                        "both data.valid and data.test are given (or the data.valid_days before the eval "
+                        "days by time)")
     args = p.parse_args(argv)
     config = config_from(args)
     env = init_distributed()

@@ -50,7 +50,8 @@ class TrainResult:
     num_parameters: int
     read: List[Dict[str, Any]] = field(default_factory=list)  # row accounting per epoch
     checkpoint: Optional[str] = None
-    report: Optional[EvalReport] = None
+    report: Optional[EvalReport] = None  # the eval (test) split's, or the first of eval.splits
+    reports: Dict[str, EvalReport] = field(default_factory=dict)  # every split of eval.splits
 
 
 def count_rows(src: Source) -> int:
@@ -119,11 +120,14 @@ def train(config: JobConfig) -> TrainResult:
         if config.train.max_steps and result.steps >= config.train.max_steps:
             break
     result.seconds = time.perf_counter() - start
-    result.report = evaluate(config, dmp, spec, env)
+    for split in config.eval.splits:
+        result.reports[split] = evaluate(config, dmp, spec, env, split=split)
+        if writer is not None:
+            for m in result.reports[split].labels:
+                writer.add_scalar(f"{split}/{m.label}_auc", m.auc, result.steps)
+                writer.add_scalar(f"{split}/{m.label}_uauc", m.uauc, result.steps)
+    result.report = result.reports.get("eval", result.reports[config.eval.splits[0]])
     if writer is not None:
-        for m in result.report.labels:
-            writer.add_scalar(f"eval/{m.label}_auc", m.auc, result.steps)
-            writer.add_scalar(f"eval/{m.label}_uauc", m.uauc, result.steps)
         writer.close()
     return result
 
@@ -145,8 +149,9 @@ def summary(result: TrainResult) -> str:
         lines.append(line)
     if result.checkpoint:
         lines.append(f"checkpoint {result.checkpoint}")
-    if result.report is not None:
-        lines += ["eval (held-out split):"] + ["  " + s for s in summary_lines(result.report)]
+    for split, report in result.reports.items():
+        name = "eval (held-out split)" if split == "eval" else f"{split} split"
+        lines += [f"{name}:"] + ["  " + s for s in summary_lines(report)]
     return "\n".join(lines)
 
 

@@ -26,6 +26,24 @@ def test_time_split_puts_the_last_day_in_eval(tmp_path: Path) -> None:
     assert count_rows(srcs["train"]) == 200 - expected_eval
 
 
+def test_valid_days_take_the_days_before_eval_out_of_train(tmp_path: Path) -> None:
+    rows = random_rows(300, seed=13)
+    write_rows(tmp_path / "a.parquet", rows)
+    cfg = load_config(None, [f"data.path={tmp_path}", "data.eval_days=1", "data.valid_days=1.5"])
+    srcs = sources(cfg.data, default_spec())
+    latest = max(r["request_time"] for r in rows)
+    cut_eval, cut_valid = latest - 86400, latest - 86400 - int(1.5 * 86400)
+    n_eval = sum(r["request_time"] > cut_eval for r in rows)
+    n_valid = sum(cut_valid < r["request_time"] <= cut_eval for r in rows)
+    assert count_rows(srcs["eval"]) == n_eval > 0
+    assert count_rows(srcs["valid"]) == n_valid > 0
+    assert count_rows(srcs["train"]) == 300 - n_eval - n_valid > 0
+    with pytest.raises(ConfigError, match="valid_days=-1 >= 0"):
+        sources(load_config(None, [f"data.path={tmp_path}", "data.valid_days=-1"]).data, default_spec())
+    with pytest.raises(ConfigError, match="eval.splits"):
+        load_config(None, ["eval.splits=[test]"])
+
+
 def test_explicit_paths_win_and_need_a_held_out_set(tmp_path: Path) -> None:
     write_rows(tmp_path / "train" / "a.parquet", random_rows(30))
     write_rows(tmp_path / "test" / "b.parquet", random_rows(20))

@@ -1,0 +1,107 @@
+"""The ``bench-quality`` config: which datasets, which towers and ablations, which seeds, what search budget.
+
+Every trial is one ``train`` job: the dataset's job config (``config``, the packaged demo config by
+default) plus the dataset's overrides, the variant's overrides, one search candidate's overrides and a
+seed. ``jobs/configs/bench_quality.yaml`` is the default; ``--set`` overrides it like the other jobs'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
+
+DATASET_KINDS = ("planted", "movielens")
+
+
+@dataclass(frozen=True)
+class BenchDataset:
+    """One dataset of the benchmark.
+
+    Args:
+        name: names the rows of the tables and the data directory (``work_dir/data/<name>``).
+        kind: ``planted`` (generated from the job config's ``generate`` section) or ``movielens``
+            (MovieLens-100k converted by the convert job, with the packaged MovieLens spec).
+        config: the job config the trials start from (None: the packaged demo config).
+        source: movielens only: a directory with ``ml-100k.{inter,item,user}``; empty: fetch the recbole
+            wheel from PyPI into ``work_dir/data/<name>/source``.
+        overrides: job-config overrides for every trial on this dataset (``key.path=value``).
+    """
+
+    name: str
+    kind: str
+    config: Optional[str] = None
+    source: str = ""
+    overrides: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATASET_KINDS:
+            raise ConfigError(f"datasets[{self.name}].kind={self.kind!r}: use one of {list(DATASET_KINDS)}")
+
+
+@dataclass(frozen=True)
+class BenchVariant:
+    """A tower (``role: tower``) or an ablation of the Pyramid Mixer (``role: ablation``), by overrides."""
+
+    name: str
+    role: str = "tower"
+    overrides: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.role not in ("tower", "ablation"):
+            raise ConfigError(f"variants[{self.name}].role={self.role!r}: use tower or ablation")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The whole benchmark.
+
+    Args:
+        out_dir: where ``quality.{json,md,png}`` go.
+        work_dir: data, per-trial run directories and the trial cache (a rerun skips finished trials).
+        seeds: training seeds; the first also runs the hyperparameter search.
+        search: the search budget, the same for every variant: a list of candidates, each a list of
+            overrides. Each candidate trains once (first seed) and is scored on the valid split; the best
+            valid click AUC wins and trains with the other seeds. Test metrics are reported for the winner.
+        reference: the variant the ablations and baselines are compared with.
+        workers: trials run at once, each a process with ``threads`` torch threads.
+        threads: torch intra-op threads per trial.
+        datasets / variants: what to run.
+    """
+
+    out_dir: str = "benchmarks/quality"
+    work_dir: str = "runs/bench-quality"
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    search: Tuple[Tuple[str, ...], ...] = ((),)
+    reference: str = "pyramid_mixer"
+    workers: int = 2
+    threads: int = 1
+    datasets: Tuple[BenchDataset, ...] = ()
+    variants: Tuple[BenchVariant, ...] = ()
+    source: str = field(default="<defaults>", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.seeds or not self.search or not self.datasets or not self.variants:
+            raise ConfigError("bench config: seeds, search, datasets and variants must each have an entry")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names) or len({d.name for d in self.datasets}) != len(self.datasets):
+            raise ConfigError(f"bench config: variant and dataset names must be unique, got {names}")
+        if self.reference not in names:
+            raise ConfigError(f"bench config: reference={self.reference!r} is not a variant; variants: {names}")
+        if self.workers < 1 or self.threads < 0:
+            raise ConfigError(f"bench config: workers={self.workers} must be >= 1, threads={self.threads} >= 0")
+
+
+def default_bench_config_path() -> Path:
+    return Path(str(resources.files("pyramid_mixer.jobs") / "configs" / "bench_quality.yaml"))
+
+
+def load_bench_config(path: Optional[str], overrides: Optional[List[str]] = None) -> BenchConfig:
+    """Reads ``path`` (None: the packaged benchmark config) and applies ``key=value`` overrides."""
+    p = Path(path) if path else default_bench_config_path()
+    data = apply_overrides(read_yaml(p), overrides or [])
+    data["source"] = str(p)
+    return from_dict(BenchConfig, data, where=str(p))

@@ -1,0 +1,229 @@
+"""``bench-quality``: every tower and every Pyramid Mixer ablation, same budget, planted and real logs.
+
+    python -m pyramid_mixer.jobs.bench_quality [--config bench.yaml] [--set seeds=[0] workers=1]
+
+For each dataset (the planted synthetic logs, MovieLens-100k converted from RecBole's files) and each
+variant (the Pyramid Mixer, its ablations, the baseline towers): every search candidate trains once with
+the first seed and is scored on the valid split (the days before the test days, unseen in training); the
+candidate with the best valid click AUC trains with the other seeds too. The report gives test AUC,
+UAUC and GAUC per label as mean ± std over the seeds, parameters and train time, and writes
+``out_dir/quality.{json,md,png}``. Every variant gets the same candidates: no tower is tuned more than
+another. Trials run ``workers`` at a time, one process each; finished trials are cached in ``work_dir``,
+so a rerun of an interrupted benchmark picks up where it stopped (delete ``work_dir`` to start over).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from tqdm import tqdm
+
+from pyramid_mixer.features.config_io import ConfigError, to_dict
+from pyramid_mixer.jobs.bench_config import BenchConfig, BenchDataset, load_bench_config
+from pyramid_mixer.jobs.bench_tables import write_results
+from pyramid_mixer.jobs.cli import run_main, setup_logging
+from pyramid_mixer.jobs.config import load_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: a dataset, a variant, a search candidate and a seed."""
+
+    dataset: str
+    variant: str
+    candidate: int
+    seed: int
+    config: Optional[str]
+    overrides: Tuple[str, ...]
+    run_dir: str
+
+    @property
+    def key(self) -> str:
+        text = json.dumps([self.config, self.overrides], sort_keys=True)
+        return f"{self.dataset}-{self.variant}-c{self.candidate}-s{self.seed}-" + \
+            hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:
+    """Writes the dataset under ``work_dir/data/<name>`` unless an identical one is there; returns the
+    overrides that point a job at it."""
+    out = Path(bench.work_dir) / "data" / ds.name
+    stamp_path = out / "bench-stamp.json"
+    if ds.kind == "planted":
+        job = load_config(ds.config, list(ds.overrides) + [f"data.path={out}"])
+        stamp = {"kind": ds.kind, "generate": to_dict(job.generate)}
+        extra: Tuple[str, ...] = ()
+    else:
+        from pyramid_mixer.jobs.convert import movielens_spec_path
+
+        job = load_config(ds.config, list(ds.overrides))
+        stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history}
+        extra = (f"data.spec={movielens_spec_path()}",)
+    if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
+        _write_dataset(ds, job, out)
+        stamp_path.write_text(json.dumps(stamp))
+    return (f"data.path={out}",) + extra
+
+
+def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
+    if ds.kind == "planted":
+        from pyramid_mixer.jobs.generate import run as generate
+
+        s = generate(job)
+        log.info("%s: generated %s rows, oracle click AUC %.4f", ds.name, f"{s.rows:,}", s.oracle_click_auc)
+        return
+    from pyramid_mixer.features.movielens import ML100K_FILES, convert_movielens, fetch_recbole_ml100k
+
+    source = Path(ds.source) if ds.source else out / "source"
+    if not ds.source and not all((source / n).is_file() for n in ML100K_FILES):
+        log.info("%s: fetching ml-100k from the recbole 1.2.1 wheel into %s", ds.name, source)
+        fetch_recbole_ml100k(source)
+    for part in out.glob("part-*.parquet"):
+        part.unlink()
+    s = convert_movielens(source, out, max_history=job.generate.max_history)
+    log.info("%s: converted %s rows (%d users, %d items)", ds.name, f"{s.rows:,}", s.users, s.items)
+
+
+def trials_for(bench: BenchConfig, data_overrides: Dict[str, Tuple[str, ...]], seeds: Sequence[int],
+               candidates: Callable[[str, str], Sequence[int]]) -> List[Trial]:
+    """The trials of ``seeds`` for every dataset x variant x candidate that ``candidates`` picks."""
+    out = []
+    for ds in bench.datasets:
+        for v in bench.variants:
+            for c in candidates(ds.name, v.name):
+                for seed in seeds:
+                    overrides = (ds.overrides + data_overrides[ds.name] + v.overrides + bench.search[c]
+                                 + (f"train.seed={seed}", f"train.threads={bench.threads}"))
+                    t = Trial(ds.name, v.name, c, seed, ds.config, overrides, "")
+                    run_dir = str(Path(bench.work_dir) / "runs" / t.key)
+                    out.append(Trial(ds.name, v.name, c, seed, ds.config, overrides, run_dir))
+    return out
+
+
+def run_trial(trial: Trial) -> Dict[str, Any]:
+    """Trains one trial in this process and returns its metrics on the valid and test splits."""
+    from pyramid_mixer.jobs.train import train
+
+    config = load_config(trial.config, list(trial.overrides) + [
+        f"run_dir={trial.run_dir}", "train.checkpoint=false", "eval.predictions=false",
+        "eval.splits=[valid, eval]"])
+    threads = torch.get_num_threads()
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(quiet):
+            result = train(config)
+    except Exception as e:
+        raise RuntimeError(f"trial {trial.key} failed: {e}\n{quiet.getvalue()[-2000:]}") from e
+    finally:
+        torch.set_num_threads(threads)
+    splits = {}
+    for split, report in result.reports.items():
+        splits["test" if split == "eval" else split] = {
+            "labels": {m.label: {"auc": m.auc, "uauc": m.uauc, "gauc": m.gauc, "oracle_auc": m.oracle_auc,
+                                 "rows": m.rows, "uauc_users": m.uauc_users} for m in report.labels},
+            "popularity_auc": report.popularity_auc,
+            "rows": {k: report.rows[k] for k in ("rows_read", "rows_used", "rows_rejected")},
+        }
+    return {
+        "dataset": trial.dataset, "variant": trial.variant, "candidate": trial.candidate, "seed": trial.seed,
+        "overrides": list(trial.overrides), "parameters": result.num_parameters,
+        "train_seconds": result.seconds, "rows_trained": result.rows_trained, "splits": splits,
+    }
+
+
+def _worker_init() -> None:
+    logging.basicConfig(level=logging.WARNING)
+
+
+def run_trials(bench: BenchConfig, trials: List[Trial], desc: str) -> List[Dict[str, Any]]:
+    """Runs (or takes from the cache) every trial; ``workers`` processes at a time."""
+    cache = Path(bench.work_dir) / "trials"
+    cache.mkdir(parents=True, exist_ok=True)
+    done = {t.key: json.loads((cache / f"{t.key}.json").read_text()) for t in trials
+            if (cache / f"{t.key}.json").is_file()}
+    todo = [t for t in trials if t.key not in done]
+    if done:
+        log.info("%s: %d of %d trials taken from %s", desc, len(done), len(trials), cache)
+    with tqdm(total=len(todo), desc=desc, unit="trial") as bar:
+        for trial, res in _run(bench, todo):
+            (cache / f"{trial.key}.json").write_text(json.dumps(res, indent=1))
+            done[trial.key] = res
+            test = res["splits"]["test"]["labels"]
+            first = next(iter(test))
+            bar.write(f"{trial.dataset:>10} {trial.variant:<24} c{trial.candidate} s{trial.seed}  "
+                      f"valid {first} AUC {res['splits']['valid']['labels'][first]['auc']:.4f}  "
+                      f"test AUC {test[first]['auc']:.4f}  {res['train_seconds']:.0f}s")
+            bar.update(1)
+    return [done[t.key] for t in trials]
+
+
+def _run(bench: BenchConfig, todo: List[Trial]) -> Iterator[Tuple[Trial, Dict[str, Any]]]:
+    if bench.workers == 1 or len(todo) <= 1:
+        for t in todo:
+            yield t, run_trial(t)
+        return
+    os.environ["TQDM_DISABLE"] = "1"  # read when tqdm is imported: the workers' bars only, not this one
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(bench.workers, initializer=_worker_init, maxtasksperchild=8) as pool:
+        yield from zip(todo, pool.imap(run_trial, todo))
+
+
+def best_candidates(results: List[Dict[str, Any]]) -> Dict[Tuple[str, str], int]:
+    """Per (dataset, variant): the candidate with the best valid AUC of the first label (first wins ties)."""
+    best: Dict[Tuple[str, str], Tuple[float, int]] = {}
+    for r in results:
+        labels = r["splits"]["valid"]["labels"]
+        score = labels[next(iter(labels))]["auc"]
+        key = (r["dataset"], r["variant"])
+        if key not in best or score > best[key][0] or (score == best[key][0] and r["candidate"] < best[key][1]):
+            best[key] = (score, r["candidate"])
+    return {k: c for k, (_, c) in best.items()}
+
+
+def run_bench(bench: BenchConfig) -> Dict[str, Any]:
+    """Runs the whole benchmark and writes ``out_dir/quality.{json,md,png}``; returns the JSON data."""
+    start = time.perf_counter()
+    data = {ds.name: prepare_data(bench, ds) for ds in bench.datasets}
+    every = range(len(bench.search))
+    search = run_trials(bench, trials_for(bench, data, bench.seeds[:1], lambda d, v: every), "search")
+    chosen = best_candidates(search)
+    rest = run_trials(bench, trials_for(bench, data, bench.seeds[1:], lambda d, v: [chosen[(d, v)]]), "seeds")
+    final = [r for r in search if r["candidate"] == chosen[(r["dataset"], r["variant"])]] + rest
+    out = write_results(bench, final, search, chosen, time.perf_counter() - start)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="pmx-bench-quality", description=__doc__.strip().splitlines()[0],
+                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help="benchmark YAML (default: the packaged pyramid_mixer/jobs/configs/bench_quality.yaml)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override benchmark config values, e.g. --set seeds=[0] workers=1")
+    args = p.parse_args(argv)
+    setup_logging()
+    try:
+        bench = load_bench_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+    out = run_bench(bench)
+    print(out["markdown_summary"])
+
+
+if __name__ == "__main__":
+    run_main(main, None)

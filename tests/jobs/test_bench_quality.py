@@ -1,0 +1,129 @@
+"""bench-quality: a smoke run of the packaged benchmark (every variant, tiny data, one seed), the search's
+choice on the valid split, the cache, and the report's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.jobs import bench_quality
+from pyramid_mixer.jobs.bench_config import load_bench_config
+from pyramid_mixer.jobs.bench_tables import aggregate, findings
+from tests.features.test_convert import write_ml100k
+
+TINY_MODEL = [
+    "model.tower.out_dim=8",
+    "model.over_arch.hidden=[8]",
+    "train.batch_size=64",
+    "eval.batch_size=256",
+]
+
+
+def tiny_bench(tmp_path: Path, seeds: str = "[0]", workers: int = 2) -> List[str]:
+    planted = TINY_MODEL + [
+        "generate.rows=1200", "generate.users=120", "generate.items=300", "generate.authors=60",
+        "generate.max_history=24", "data.eval_days=1", "data.valid_days=1",
+        "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 24, group: 5}]",
+    ]
+    movielens = TINY_MODEL + [  # the fixture's 80 ratings span 12 minutes
+        "generate.max_history=16", "data.eval_days=0.0015", "data.valid_days=0.0015",
+        "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 16, group: 4}]",
+    ]
+    write_ml100k(tmp_path / "ml", seed=3)
+    datasets = [
+        {"name": "planted", "kind": "planted", "overrides": planted},
+        {"name": "movielens", "kind": "movielens", "source": str(tmp_path / "ml"), "overrides": movielens},
+    ]
+    return [f"out_dir={tmp_path / 'out'}", f"work_dir={tmp_path / 'work'}", f"seeds={seeds}",
+            f"workers={workers}", f"datasets={json.dumps(datasets)}", "search=[[train.dense_lr=0.003]]"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("bench")
+    bench = load_bench_config(None, tiny_bench(tmp))
+    return {"bench": bench, "data": bench_quality.run_bench(bench), "tmp": tmp}
+
+
+def test_smoke_reports_every_variant_on_every_dataset(smoke: Dict[str, Any]) -> None:
+    bench, data = smoke["bench"], smoke["data"]
+    out = Path(bench.out_dir)
+    names = [v.name for v in bench.variants]
+    assert {"pyramid_mixer", "mean", "din", "sasrec", "gru", "mixer", "mlp4rec", "none"} <= set(names)
+    assert len([v for v in bench.variants if v.role == "ablation"]) == 5
+    saved = json.loads((out / "quality.json").read_text())
+    assert list(saved["tables"]) == ["planted", "movielens"]
+    text = (out / "quality.md").read_text()
+    for ds, table in saved["tables"].items():
+        assert list(table) == names
+        assert len(saved["findings"][ds]) == len(names) - 1
+        for row in table.values():
+            assert 0.0 < row["labels"]["click"]["auc"]["mean"] < 1.0 and row["parameters"] > 0
+    for name in names:
+        assert f"| {name} |" in text
+    assert saved["datasets"]["planted"]["oracle_auc"]["click"] > 0.5  # planted data knows its ceiling
+    assert saved["datasets"]["movielens"]["oracle_auc"] == {}
+    assert (out / "quality.png").stat().st_size > 10_000
+    assert data["markdown_summary"].startswith("# Ranking quality")
+
+
+def test_smoke_trials_read_every_row_and_differ_by_variant(smoke: Dict[str, Any]) -> None:
+    cache = Path(smoke["bench"].work_dir) / "trials"
+    trials = [json.loads(p.read_text()) for p in cache.glob("*.json")]
+    assert len(trials) == 2 * len(smoke["bench"].variants)
+    for t in trials:
+        for split in ("valid", "test"):
+            rows = t["splits"][split]["rows"]
+            assert rows["rows_read"] == rows["rows_used"] + rows["rows_rejected"] > 0
+    planted = {t["variant"]: t["splits"]["test"]["labels"]["click"]["auc"] for t in trials
+               if t["dataset"] == "planted"}
+    assert len(set(planted.values())) > len(planted) // 2  # the variants compute different things
+
+
+def test_rerun_takes_finished_trials_from_the_cache(smoke: Dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_run(trial: Any) -> Dict[str, Any]:
+        raise AssertionError(f"{trial.key} ran again")
+
+    monkeypatch.setattr(bench_quality, "run_trial", must_not_run)
+    again = bench_quality.run_bench(smoke["bench"])
+    assert again["tables"] == smoke["data"]["tables"]
+
+
+def fake(variant: str, candidate: int, seed: int, valid: float, test: float) -> Dict[str, Any]:
+    label = {"auc": test, "uauc": test - 0.01, "gauc": test - 0.02, "oracle_auc": None, "rows": 10,
+             "uauc_users": 3}
+    return {"dataset": "d", "variant": variant, "candidate": candidate, "seed": seed, "overrides": [],
+            "parameters": 7, "train_seconds": 1.0, "rows_trained": 5,
+            "splits": {"valid": {"labels": {"click": dict(label, auc=valid)}},
+                       "test": {"labels": {"click": label}}}}
+
+
+def test_search_chooses_on_the_valid_split_never_the_test_split() -> None:
+    results = [fake("a", 0, 0, valid=0.70, test=0.90), fake("a", 1, 0, valid=0.72, test=0.60),
+               fake("b", 0, 0, valid=0.65, test=0.65), fake("b", 1, 0, valid=0.65, test=0.99)]
+    assert bench_quality.best_candidates(results) == {("d", "a"): 1, ("d", "b"): 0}  # a tie keeps the first
+
+
+def test_report_means_stds_and_deltas() -> None:
+    final = [fake("ref", 0, s, 0.7, t) for s, t in enumerate([0.70, 0.72, 0.74])]
+    final += [fake("abl", 1, s, 0.7, t) for s, t in enumerate([0.69, 0.70, 0.71])]
+    table = aggregate(final)["d"]
+    auc = table["ref"]["labels"]["click"]["auc"]
+    assert auc["mean"] == pytest.approx(0.72) and auc["std"] == pytest.approx(statistics.stdev([0.70, 0.72, 0.74]))
+    (f,) = findings(table, {"ref": "tower", "abl": "ablation"}, "ref")
+    assert f["variant"] == "abl" and f["auc_delta"] == pytest.approx(-0.02)
+    assert f["auc_spread"] == pytest.approx(0.02)
+
+
+def test_config_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reference='tower_x' is not a variant"):
+        load_bench_config(None, ["reference=tower_x"])
+    with pytest.raises(ConfigError, match="kind='csv'"):
+        load_bench_config(None, ['datasets=[{name: x, kind: csv}]'])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_bench_config(None, ["seedz=[1]"])
