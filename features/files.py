@@ -18,8 +18,12 @@ import os
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple, Union
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pyramid_mixer.features.schema import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
 GLOB_CHARS = "*?["
@@ -33,7 +37,31 @@ class Files:
     paths: Tuple[str, ...]
 
     def dataset(self) -> ds.Dataset:
-        return ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
+        """The files as one pyarrow dataset; an unreadable file (truncated, not Parquet) is a ``DataError``
+        naming it."""
+        try:
+            return ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise self.unreadable_error(e) from e
+
+    def unreadable_error(self, cause: Exception) -> DataError:
+        """The error to raise when opening these files failed with ``cause``: names each unreadable file."""
+        bad = self.unreadable() or [(str(self), str(cause))]
+        return DataError(
+            "; ".join(f"{path}: not a readable Parquet file ({why})" for path, why in bad)
+            + ". The file is truncated or corrupt: rewrite it, or leave it out of the data paths"
+        )
+
+    def unreadable(self) -> List[Tuple[str, str]]:
+        """(path, reason) for each file whose Parquet footer cannot be read."""
+        out = []
+        for path in self.paths:
+            try:
+                with self.filesystem.open_input_file(path) as f:
+                    pq.ParquetFile(f).metadata
+            except (pa.ArrowInvalid, OSError) as e:
+                out.append((path, str(e).split(". ")[0]))
+        return out
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -40,6 +40,29 @@ from pyramid_mixer.features.schema import (
 from pyramid_mixer.features.spec import FeatureSpec, default_spec  # noqa: F401  (default_spec: docstring)
 from pyramid_mixer.features.tokens import PyramidLayout
 
+BAD_ROW_ACTIONS = ("reject", "fail")
+
+
+@dataclass(frozen=True)
+class BadRowPolicy:
+    """What a reader does with rows that fail the checks (``features.schema.check_rows``).
+
+    Args:
+        on_bad_rows: ``reject`` skips them and counts them by reason; ``fail`` stops at the first one with
+            an error naming the file, the reason and the count.
+        max_bad_fraction: with ``reject``, a pass whose rejected share of the rows read is above this
+            fails at its end (a pipeline that writes mostly garbage should not train quietly on the rest).
+    """
+
+    on_bad_rows: str = "reject"
+    max_bad_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.on_bad_rows not in BAD_ROW_ACTIONS:
+            raise ValueError(f"on_bad_rows={self.on_bad_rows!r}: use one of {list(BAD_ROW_ACTIONS)}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction={self.max_bad_fraction}: must be in [0, 1]")
+
 
 @dataclass
 class ReadStats:
@@ -50,6 +73,7 @@ class ReadStats:
     rows_used: int = 0
     rejected: Counter = field(default_factory=Counter)
     batches: int = 0
+    truncated: int = 0  # rows used whose history was longer than the spec's cap (cut to it, still used)
 
     @property
     def rows_rejected(self) -> int:
@@ -68,6 +92,7 @@ class ReadStats:
             "rows_rejected": self.rows_rejected,
             "rows_unconsumed": self.rows_unconsumed,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "rows_history_truncated": self.truncated,
         }
 
 
@@ -124,6 +149,7 @@ class ParquetReader:
         rank, world_size: this process's share of the data: the row groups of all files are dealt to the
             ranks, largest first to the rank with the fewest rows so far (balanced by rows), so that across
             ranks every row is read exactly once per pass.
+        bad_rows: reject-and-count or fail, and the rejected share above which a pass fails.
     """
 
     def __init__(
@@ -137,6 +163,7 @@ class ParquetReader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        bad_rows: BadRowPolicy = BadRowPolicy(),
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -149,33 +176,54 @@ class ParquetReader:
         self.shuffle_rows = shuffle_rows
         self.seed = seed
         self.passes = 0
+        self.bad_rows = bad_rows
         self.builder = BatchBuilder(spec, layout)
         self.dataset = self.files.dataset()
         for fragment in self.dataset.get_fragments():
-            validate_schema(fragment.physical_schema, spec, fragment.path)
+            try:
+                schema = fragment.physical_schema
+            except (pa.ArrowInvalid, OSError) as e:
+                raise self.files.unreadable_error(e) from e
+            validate_schema(schema, spec, fragment.path)
         columns = [c for c, _, _, _ in expected_columns(spec)]
         columns += list(oracle_columns(spec, self.dataset.schema).values())
         self.columns = columns
         self.groups = share(self.dataset, rank, world_size)
         self.stats = ReadStats(files=len(self.files))
 
-    def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[pa.RecordBatch]:
+    def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[Tuple[str, pa.RecordBatch]]:
+        """(file, record batch) over this rank's row groups; a corrupt row group is an error naming its file."""
         order = rng.permutation(len(self.groups)) if rng is not None else range(len(self.groups))
         for i in order:
-            yield from self.groups[i].to_batches(
-                columns=self.columns, filter=self.row_filter, batch_size=self.batch_size
-            )
+            group = self.groups[i]
+            try:
+                for rb in group.to_batches(columns=self.columns, filter=self.row_filter, batch_size=self.batch_size):
+                    yield group.path, rb
+            except (pa.ArrowInvalid, OSError) as e:
+                why = " ".join(str(e).split())
+                raise DataError(f"{group.path}: row group {group.row_groups[0].id} cannot be read ({why}); the "
+                                "file is corrupt: rewrite it, or leave it out of the data paths") from e
 
     def _checked(self, rng: Optional[np.random.Generator]) -> Iterator[pa.Table]:
-        """Scanned rows that pass the row checks; the rest are counted by reason."""
-        for rb in self._scan(rng):
+        """Scanned rows that pass the row checks; the rest are counted by reason (or fail the pass)."""
+        cap = self.spec.sequence.max_length
+        time_column = self.spec.sequence.time_column
+        for path, rb in self._scan(rng):
             if rb.num_rows == 0:
                 continue
             self.stats.rows_read += rb.num_rows
             table = pa.Table.from_batches([rb])
             check = check_rows(table, self.spec)
+            if check.rejected and self.bad_rows.on_bad_rows == "fail":
+                raise DataError(f"{path}: bad rows {dict(check.rejected)} in a batch of {rb.num_rows} "
+                                "(data.on_bad_rows=fail); fix the data, or set data.on_bad_rows=reject to skip "
+                                "and count them")
             self.stats.rejected.update(check.rejected)
-            yield table if check.ok.all() else table.filter(pa.array(check.ok))
+            if not check.ok.all():
+                table = table.filter(pa.array(check.ok))
+            lengths = pc.list_value_length(table.column(time_column))
+            self.stats.truncated += pc.sum(pc.greater(lengths, cap)).as_py() or 0
+            yield table
 
     def _shuffled(self, tables: Iterator[pa.Table], rng: np.random.Generator) -> Iterator[pa.Table]:
         """Rows shuffled within buffers of ``shuffle_rows``."""
@@ -231,4 +279,12 @@ class ParquetReader:
             self.stats.rows_used += table.num_rows
             self.stats.batches += 1
             yield self.builder.build(table)
-        assert self.stats.rows_read == self.stats.rows_used + self.stats.rows_rejected, self.stats
+        stats = self.stats
+        assert stats.rows_read == stats.rows_used + stats.rows_rejected, stats
+        if stats.rows_rejected > self.bad_rows.max_bad_fraction * stats.rows_read:
+            raise DataError(
+                f"{self.files}: {stats.rows_rejected} of {stats.rows_read} rows read were rejected "
+                f"({stats.rows_rejected / stats.rows_read:.1%} > data.max_bad_fraction="
+                f"{self.bad_rows.max_bad_fraction:g}): {dict(sorted(stats.rejected.items()))}. Fix the data, or "
+                "raise data.max_bad_fraction if these rows are expected"
+            )

@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 
 from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConfig
 from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
+from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
@@ -43,6 +44,17 @@ class DataConfig:
     spec: str = "default"
     eval_days: float = 1.0
     valid_days: float = 0.0
+    on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
+    max_bad_fraction: float = 0.1  # reject: a pass with a larger rejected share of its rows fails
+
+    def __post_init__(self) -> None:
+        try:
+            self.bad_row_policy()
+        except ValueError as e:
+            raise ConfigError(f"data.{e}") from None
+
+    def bad_row_policy(self) -> BadRowPolicy:
+        return BadRowPolicy(self.on_bad_rows, self.max_bad_fraction)
     train: Tuple[str, ...] = ()
     valid: Tuple[str, ...] = ()
     test: Tuple[str, ...] = ()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import pyarrow.compute as pc
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.reader import ParquetReader, time_split
+from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, time_split
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import DataConfig
@@ -19,6 +20,7 @@ class Source:
     paths: Tuple[str, ...]
     row_filter: Optional[pc.Expression]
     description: str
+    bad_rows: BadRowPolicy = BadRowPolicy()
 
     def reader(
         self,
@@ -31,12 +33,14 @@ class Source:
         world_size: int = 1,
     ) -> ParquetReader:
         return ParquetReader(
-            self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size
+            self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size,
+            self.bad_rows,
         )
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
-    """``train`` and ``eval`` sources (and ``valid`` when given explicitly).
+    """``train`` and ``eval`` sources (and ``valid`` when given explicitly or by ``valid_days``), each
+    reading with the config's bad-row policy.
 
     Explicit ``data.train`` + ``data.test`` (or ``data.valid``) win; otherwise ``data.path`` is split by
     request time, the last ``data.eval_days`` of requests being the eval set and the ``data.valid_days``
@@ -52,7 +56,7 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
         }
         if data.valid and data.test:
             out["valid"] = Source(tuple(data.valid), None, f"valid: {list(data.valid)}")
-        return out
+        return _with_policy(out, data)
     if data.valid_days < 0 or data.eval_days <= 0:
         raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
                           f"{data.valid_days:g} >= 0")
@@ -69,4 +73,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
         out["valid"] = Source((data.path,), (t > start) & (t <= cutoff),
                               f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
                               f"({data.valid_days:g} day(s) before the eval set)")
-    return out
+    return _with_policy(out, data)
+
+
+def _with_policy(out: Dict[str, Source], data: DataConfig) -> Dict[str, Source]:
+    return {k: dataclasses.replace(v, bad_rows=data.bad_row_policy()) for k, v in out.items()}

@@ -144,6 +144,8 @@ def summary(result: TrainResult) -> str:
             line += f", trained {r['rows_trained']} (the rest were read ahead when train.max_steps stopped)"
         if r["rejected_by_reason"]:
             line += f" {r['rejected_by_reason']}"
+        if r.get("rows_history_truncated"):
+            line += f"; histories cut to the spec's cap: {r['rows_history_truncated']} rows"
         if r["rows_unconsumed"]:
             line += f", still in the shuffle buffer when train.max_steps stopped {r['rows_unconsumed']}"
         lines.append(line)

@@ -102,31 +102,6 @@ def test_reader_is_reiterable_and_counts_each_pass(tmp_path: Path) -> None:
         assert reader.stats.rows_read == 30
 
 
-def test_bad_rows_are_rejected_and_counted(tmp_path: Path) -> None:
-    rows = random_rows(40, seed=4, max_history=30)
-    rows[1]["click"] = None
-    rows[2]["item_duration"] = float("nan")
-    rows[3]["item_id"] = -5
-    rows[4]["hist_author_id"] = rows[4]["hist_author_id"] + [1]  # unequal list lengths
-    rows[6]["hist_time"] = [rows[6]["request_time"] + 10] + rows[6]["hist_time"][1:]  # from the future
-    if not rows[6]["hist_time"][1:]:
-        for c in ("hist_item_id", "hist_author_id", "hist_item_category", "hist_action"):
-            rows[6][c] = [1]
-    write_rows(tmp_path / "a.parquet", rows)
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=16)
-    used = sum(b.batch_size for b in reader)
-    s = reader.stats
-    assert used == s.rows_used == 35
-    assert s.rows_read == 40 == s.rows_used + s.rows_rejected
-    assert dict(s.rejected) == {
-        "null click": 1,
-        "non-finite dense": 1,
-        "negative id item_id": 1,
-        "unequal history lengths": 1,
-        "history time after request": 1,
-    }
-
-
 def test_row_filter_selects_rows(tmp_path: Path) -> None:
     import pyarrow.compute as pc
 
@@ -135,8 +110,6 @@ def test_row_filter_selects_rows(tmp_path: Path) -> None:
     cutoff = sorted(r["request_time"] for r in rows)[30]
     reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, row_filter=pc.field("request_time") < cutoff)
     assert sum(b.batch_size for b in reader) == 30
-
-
 
 
 def test_shuffled_passes_read_every_row_once_in_a_seeded_order(tmp_path: Path) -> None:
