@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +53,10 @@ class Trial:
 
     @property
     def key(self) -> str:
+        """A file name: readable names, and a hash of everything the trial trains with."""
         text = json.dumps([self.config, self.overrides], sort_keys=True)
-        return f"{self.dataset}-{self.variant}-c{self.candidate}-s{self.seed}-" + \
-            hashlib.sha1(text.encode()).hexdigest()[:10]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset}-{self.variant}").strip("_")
+        return f"{name}-c{self.candidate}-s{self.seed}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:
