@@ -15,7 +15,9 @@ so a rerun of an interrupted benchmark picks up where it stopped (delete ``work_
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -53,10 +55,23 @@ class Trial:
 
     @property
     def key(self) -> str:
-        """A file name: readable names, and a hash of everything the trial trains with."""
-        text = json.dumps([self.config, self.overrides], sort_keys=True)
+        """A file name: readable names, and a hash of everything the trial trains with (the code too)."""
+        text = json.dumps([self.config, self.overrides, code_fingerprint()], sort_keys=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset}-{self.variant}").strip("_")
         return f"{name}-c{self.candidate}-s{self.seed}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """A hash of the package's Python sources (the benchmark's own files aside), so that the trial cache
+    never serves a result trained by other code."""
+    h = hashlib.sha1()
+    for package in ("features", "embeddings", "ranking", "jobs"):
+        root = Path(importlib.import_module(f"pyramid_mixer.{package}").__file__).parent  # type: ignore[arg-type]
+        for path in sorted(root.rglob("*.py")):
+            if not path.name.startswith("bench_"):
+                h.update(f"{package}/{path.relative_to(root).as_posix()}".encode() + path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:

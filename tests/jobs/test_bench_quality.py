@@ -94,6 +94,15 @@ def test_rerun_takes_finished_trials_from_the_cache(smoke: Dict[str, Any], monke
     assert again["tables"] == smoke["data"]["tables"]
 
 
+def test_trial_keys_change_with_the_code_and_the_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    trial = bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("a=1",), "")
+    key = trial.key
+    assert key.startswith("planted--fusion_gate_sum-c0-s1-") and " " not in key
+    assert bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("a=2",), "").key != key
+    monkeypatch.setattr(bench_quality, "code_fingerprint", lambda: "other code")
+    assert trial.key != key
+
+
 def fake(variant: str, candidate: int, seed: int, valid: float, test: float) -> Dict[str, Any]:
     label = {"auc": test, "uauc": test - 0.01, "gauc": test - 0.02, "oracle_auc": None, "rows": 10,
              "uauc_users": 3}
