@@ -2,7 +2,9 @@
 
 A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}``, written under a temporary name and renamed
 when every rank has finished (then a ``MANIFEST.json`` is written last), so a directory without a manifest
-is never loaded. DCP reads no pickled code; ``latest`` ignores incomplete checkpoints.
+is never loaded. The manifest lists every file with its size and SHA-1; ``latest`` returns the newest
+checkpoint that matches its manifest and warns about each newer one that does not (partial, truncated or
+corrupt), so a resume falls back to the previous good checkpoint. DCP reads no pickled code.
 
 What a resume needs besides the weights and optimizer states (the learning-rate schedule's position is
 part of the optimizer state): the data position is the epoch (epoch ``e`` reads in the order drawn from
@@ -13,7 +15,9 @@ after the model is built today (no dropout), so the RNG state is there for the p
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +30,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 MANIFEST = "MANIFEST.json"
+log = logging.getLogger(__name__)
 
 
 def _state(model: nn.Module, optimizer: Optimizer) -> Dict[str, Any]:
@@ -51,24 +56,60 @@ def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         world = dist.get_world_size() if dist.is_initialized() else 1
-        (final / MANIFEST).write_text(json.dumps(dict(meta, epoch=epoch, world_size=world), indent=2))
+        files = {p.name: _fingerprint(p) for p in sorted(final.iterdir()) if p.is_file()}
+        manifest = dict(meta, epoch=epoch, world_size=world, files=files)
+        (final / f".{MANIFEST}.tmp").write_text(json.dumps(manifest, indent=2))
+        os.replace(final / f".{MANIFEST}.tmp", final / MANIFEST)
     if dist.is_initialized():
         dist.barrier()
     return final
 
 
+def _fingerprint(path: Path) -> Dict[str, Any]:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha1": h.hexdigest()}
+
+
+def problem(path: Path) -> Optional[str]:
+    """Why checkpoint ``path`` cannot be used (no or unreadable manifest, a file missing, truncated or
+    changed), or None when every file matches its manifest."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST} (the job stopped while writing it)"
+    except (OSError, ValueError) as e:
+        return f"{MANIFEST} is unreadable ({e})"
+    for name, want in manifest.get("files", {}).items():
+        f = Path(path) / name
+        if not f.is_file():
+            return f"{name} is missing"
+        got = _fingerprint(f)
+        if got != want:
+            return f"{name} is damaged ({got['bytes']} bytes, expected {want['bytes']}; SHA-1 differs)"
+    return None
+
+
 def latest(run_dir: Path) -> Optional[Path]:
-    """The newest complete checkpoint (one with a manifest), or None."""
+    """The newest checkpoint that matches its manifest, or None; warns about each newer unusable one."""
     root = Path(run_dir) / "checkpoints"
-    done = [p for p in root.glob("epoch-*") if (p / MANIFEST).is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+    found = sorted(root.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for path in found:
+        why = problem(path)
+        if why is None:
+            return path
+        log.warning("checkpoint %s is not usable: %s; trying the previous one", path, why)
+    return None
 
 
 def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) -> Dict[str, Any]:
     """Loads model (and optimizer) state in place, resharding as needed; returns the manifest."""
     manifest_path = Path(path) / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {MANIFEST}); train first or pick another")
+    why = problem(path)
+    if why is not None:
+        raise FileNotFoundError(f"{path}: not a usable checkpoint: {why}; train first or pick another")
     state: Dict[str, Any] = {"model": model.state_dict()}
     if optimizer is not None:
         state["optim"] = optimizer.state_dict()
