@@ -74,6 +74,7 @@ class ReadStats:
     rejected: Counter = field(default_factory=Counter)
     batches: int = 0
     truncated: int = 0  # rows used whose history was longer than the spec's cap (cut to it, still used)
+    resumed_past: int = 0  # rows used, in batches a resumed run skips (trained before it was stopped)
 
     @property
     def rows_rejected(self) -> int:
@@ -93,6 +94,7 @@ class ReadStats:
             "rows_unconsumed": self.rows_unconsumed,
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "rows_history_truncated": self.truncated,
+            "rows_resumed_past": self.resumed_past,
         }
 
 
@@ -176,6 +178,8 @@ class ParquetReader:
         self.shuffle_rows = shuffle_rows
         self.seed = seed
         self.passes = 0
+        self.skip_batches = 0  # the next pass skips this many batches (the steps a resumed run already took)
+        self.pass_complete = False  # True once a pass has yielded its last batch
         self.bad_rows = bad_rows
         self.builder = BatchBuilder(spec, layout)
         self.dataset = self.files.dataset()
@@ -275,12 +279,19 @@ class ParquetReader:
         tables = self._checked(rng)
         if rng is not None:
             tables = self._shuffled(tables, rng)
+        self.pass_complete = False
+        skip, self.skip_batches = self.skip_batches, 0  # for this pass only
         for table in self._rebatched(tables):
             self.stats.rows_used += table.num_rows
             self.stats.batches += 1
+            if skip:  # a resumed run: this batch was trained before the stop; same order, not built again
+                skip -= 1
+                self.stats.resumed_past += table.num_rows
+                continue
             yield self.builder.build(table)
         stats = self.stats
         assert stats.rows_read == stats.rows_used + stats.rows_rejected, stats
+        self.pass_complete = True
         if stats.rows_rejected > self.bad_rows.max_bad_fraction * stats.rows_read:
             raise DataError(
                 f"{self.files}: {stats.rows_rejected} of {stats.rows_read} rows read were rejected "

@@ -1,14 +1,16 @@
 """Checkpoints with ``torch.distributed.checkpoint``: sharded tables, fused and dense optimizer states.
 
-A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}``, written under a temporary name and renamed
+A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}`` (after ``n`` complete epochs) or
+``epoch-{n}-step-{k}`` (``k`` steps into epoch ``n + 1``), written under a temporary name and renamed
 when every rank has finished (then a ``MANIFEST.json`` is written last), so a directory without a manifest
 is never loaded. The manifest lists every file with its size and SHA-1; ``latest`` returns the newest
 checkpoint that matches its manifest and warns about each newer one that does not (partial, truncated or
 corrupt), so a resume falls back to the previous good checkpoint. DCP reads no pickled code.
 
 What a resume needs besides the weights and optimizer states (the learning-rate schedule's position is
-part of the optimizer state): the data position is the epoch (epoch ``e`` reads in the order drawn from
-``(train.seed, e - 1)``), and each rank's torch RNG state is kept in ``rng-{rank}.pt`` (a tensor, loaded
+part of the optimizer state): the data position is the epoch and the steps into it (epoch ``e`` reads in
+the order drawn from ``(train.seed, e - 1)``; a resume skips the steps already taken), and each rank's
+torch RNG state is kept in ``rng-{rank}.pt`` (a tensor, loaded
 with ``weights_only=True``), restored when the world size is the same. Training draws no random numbers
 after the model is built today (no dropout), so the RNG state is there for the parts that will.
 """
@@ -21,7 +23,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -37,11 +39,24 @@ def _state(model: nn.Module, optimizer: Optimizer) -> Dict[str, Any]:
     return {"model": model.state_dict(), "optim": optimizer.state_dict()}
 
 
-def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta: Dict[str, Any]) -> Path:
-    """Writes ``epoch-{epoch}`` atomically (temporary directory, rename, manifest last)."""
+def name(epoch: int, step: int = 0) -> str:
+    """``epoch-{epoch}`` after ``epoch`` complete epochs; ``epoch-{epoch}-step-{step}`` mid-epoch."""
+    return f"epoch-{epoch}" if step == 0 else f"epoch-{epoch}-step-{step}"
+
+
+def position(path: Path) -> Tuple[int, int]:
+    """(complete epochs, steps into the next) of a checkpoint directory, from its name."""
+    parts = Path(path).name.split("-")
+    return int(parts[1]), int(parts[3]) if len(parts) == 4 else 0
+
+
+def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta: Dict[str, Any],
+         step: int = 0) -> Path:
+    """Writes ``name(epoch, step)`` atomically (temporary directory, rename, manifest last); then removes
+    mid-epoch checkpoints older than the newest two (epoch ends are kept)."""
     root = Path(run_dir) / "checkpoints"
-    final = root / f"epoch-{epoch}"
-    tmp = root / f".epoch-{epoch}.tmp"
+    final = root / name(epoch, step)
+    tmp = root / f".{final.name}.tmp"
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -57,9 +72,12 @@ def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta
         os.replace(tmp, final)
         world = dist.get_world_size() if dist.is_initialized() else 1
         files = {p.name: _fingerprint(p) for p in sorted(final.iterdir()) if p.is_file()}
-        manifest = dict(meta, epoch=epoch, world_size=world, files=files)
+        manifest = dict(meta, epoch=epoch, epoch_steps=step, world_size=world, files=files)
         (final / f".{MANIFEST}.tmp").write_text(json.dumps(manifest, indent=2))
         os.replace(final / f".{MANIFEST}.tmp", final / MANIFEST)
+        mid = sorted((p for p in root.glob("epoch-*-step-*") if p.is_dir()), key=position)
+        for old in mid[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
     return final
@@ -95,7 +113,7 @@ def problem(path: Path) -> Optional[str]:
 def latest(run_dir: Path) -> Optional[Path]:
     """The newest checkpoint that matches its manifest, or None; warns about each newer unusable one."""
     root = Path(run_dir) / "checkpoints"
-    found = sorted(root.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    found = sorted((p for p in root.glob("epoch-*") if p.is_dir()), key=position, reverse=True)
     for path in found:
         why = problem(path)
         if why is None:

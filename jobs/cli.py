@@ -42,7 +42,9 @@ def config_from(args: argparse.Namespace) -> JobConfig:
 def setup_logging(rank: int = 0) -> None:
     """Rank 0 logs at INFO; other ranks only warnings, so multi-process runs stay readable."""
     level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # force: importing fbgemm_gpu logs at module level, which configures the root logger at WARNING first
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        force=True)
 
 
 def env_rank() -> int:

@@ -117,7 +117,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     max_steps: int = 0  # 0: no limit (a quick look at a big dataset)
     pipeline: bool = True  # TorchRec's TrainPipelineSparseDist; false: a plain loop (same results)
-    checkpoint: bool = True
+    checkpoint: bool = True  # at every epoch end, every checkpoint_every steps, and on SIGTERM
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: epoch ends (and SIGTERM) only
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 
 Reads the training split (by request time, or explicit paths), trains with the tables' fused row-wise
 Adagrad and Adam on the dense parts, writes a checkpoint at the end of every epoch
-(``run_dir/checkpoints/epoch-N``; a rerun resumes after the newest complete one), logs scalars to
+(``run_dir/checkpoints/epoch-N``, and every ``train.checkpoint_every`` steps; a rerun resumes from the
+newest good one, mid-epoch included; SIGTERM writes one and exits with status 143), logs scalars to
 TensorBoard (``run_dir/tensorboard``), then evaluates the held-out split and writes
 ``run_dir/eval.{json,md,png}``.
 """
@@ -36,6 +37,7 @@ from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
 from pyramid_mixer.jobs.report import EvalReport
+from pyramid_mixer.jobs.stop import EXIT_STATUS, Stopped, StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +70,15 @@ def train(config: JobConfig) -> TrainResult:
     built = build(config, spec, env)
     dmp, opt = built.dmp, built.optimizer
     run_dir = Path(config.run_dir)
-    first_epoch = 1
+    result = TrainResult(epochs=0, steps=0, rows_trained=0, seconds=0.0, final_loss=float("nan"),
+                         num_parameters=built.num_parameters)
+    first_epoch, skip, done_rows = 1, 0, 0
     last = checkpoint.latest(run_dir) if config.train.checkpoint else None
     if last is not None:
         manifest = checkpoint.load(last, dmp, opt)
-        first_epoch = int(manifest["epoch"]) + 1
-        log.info("resuming after %s (epoch %d)", last, manifest["epoch"])
+        first_epoch, skip = int(manifest["epoch"]) + 1, int(manifest.get("epoch_steps", 0))
+        result.steps, done_rows = int(manifest["steps"]), int(manifest["rows"]) - int(manifest.get("epoch_rows", 0))
+        log.info("resuming from %s (epoch %d, %d steps into it)", last, first_epoch, skip)
     reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed,
                         rank=env.rank, world_size=env.world_size)
     total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
@@ -83,42 +88,64 @@ def train(config: JobConfig) -> TrainResult:
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
         log.info("model: %s parameters; training on %s", f"{built.num_parameters:,}", src.description)
 
-    result = TrainResult(epochs=0, steps=0, rows_trained=0, seconds=0.0, final_loss=float("nan"),
-                         num_parameters=built.num_parameters)
+    result.rows_trained = done_rows
     start = time.perf_counter()
     dmp.train()
     stepper = make_stepper(config.train.pipeline, dmp, opt, env)
-    for epoch in range(first_epoch, config.train.epochs + 1):
-        bar = tqdm(reader, total=total_batches, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
-                   disable=not env.is_main)
-        reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
-        epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
-        while not (config.train.max_steps and result.steps >= config.train.max_steps):
-            try:
-                loss, weights = stepper.progress(batches)
-            except StopIteration:
+    every = config.train.checkpoint_every if config.train.checkpoint else 0
+    with StopRequest() as stop:
+        for epoch in range(first_epoch, config.train.epochs + 1):
+            epoch_steps = skip if epoch == first_epoch else 0
+            bar = tqdm(reader, total=total_batches, initial=epoch_steps, desc=f"epoch {epoch}/{config.train.epochs}",
+                       unit="batch", disable=not env.is_main)
+            reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
+            reader.skip_batches = epoch_steps  # and a resumed run skips the steps it took before its stop
+            epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
+            while not (config.train.max_steps and result.steps >= config.train.max_steps):
+                try:
+                    loss, weights = stepper.progress(batches)
+                except StopIteration:
+                    break
+                result.steps += 1
+                epoch_steps += 1
+                trained += int(weights.sum())
+                result.final_loss = float(loss)
+                if result.steps % 10 == 0 or result.steps == 1:
+                    rate = trained * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                    bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
+                    if writer is not None:
+                        writer.add_scalar("train/loss", result.final_loss, result.steps)
+                        writer.add_scalar("train/rows_per_s", rate, result.steps)
+                stopping = stop.agreed(env)
+                if config.train.checkpoint and (stopping or (every and epoch_steps % every == 0)):
+                    epoch_rows = sum_over_ranks(trained + reader.stats.resumed_past, env)
+                    meta = {"steps": result.steps, "rows": result.rows_trained + epoch_rows,
+                            "epoch_rows": epoch_rows, "seed": config.train.seed}
+                    path = checkpoint.save(run_dir, epoch - 1, dmp, opt, meta, step=epoch_steps)
+                    log.info("checkpoint %s", path)
+                if stopping:
+                    bar.close()
+                    raise Stopped(f"stopped by {stop.signal_name} after {result.steps} steps" + (
+                        "; the last checkpoint holds this position: rerun the same command to resume"
+                        if config.train.checkpoint else " (train.checkpoint is off: nothing was saved)"))
+            bar.close()
+            stepper.detach()
+            cut = bool(config.train.max_steps) and result.steps >= config.train.max_steps and not reader.pass_complete
+            result.epochs += 0 if cut else 1
+            read = sum_stats(reader.stats, env)
+            # rows trained in this pass, by this run or (resumed past) by the one before its stop; < rows_used
+            # only when max_steps cut the pass
+            read["rows_trained"] = sum_over_ranks(trained + reader.stats.resumed_past, env)
+            result.read.append(read)
+            result.rows_trained += read["rows_trained"]
+            if config.train.checkpoint:  # max_steps cut the pass: a mid-epoch checkpoint, resumed from there
+                meta = {"steps": result.steps, "rows": result.rows_trained, "seed": config.train.seed}
+                if cut:
+                    meta["epoch_rows"] = read["rows_trained"]
+                done, at = (epoch - 1, epoch_steps) if cut else (epoch, 0)
+                result.checkpoint = str(checkpoint.save(run_dir, done, dmp, opt, meta, step=at))
+            if config.train.max_steps and result.steps >= config.train.max_steps:
                 break
-            result.steps += 1
-            trained += int(weights.sum())
-            result.final_loss = float(loss)
-            if result.steps % 10 == 0 or result.steps == 1:
-                rate = trained * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
-                if writer is not None:
-                    writer.add_scalar("train/loss", result.final_loss, result.steps)
-                    writer.add_scalar("train/rows_per_s", rate, result.steps)
-        bar.close()
-        stepper.detach()
-        result.epochs += 1
-        read = sum_stats(reader.stats, env)
-        read["rows_trained"] = sum_over_ranks(trained, env)  # < rows_used only when max_steps cut the pass
-        result.read.append(read)
-        result.rows_trained += read["rows_trained"]
-        if config.train.checkpoint:
-            meta = {"steps": result.steps, "rows": result.rows_trained, "seed": config.train.seed}
-            result.checkpoint = str(checkpoint.save(run_dir, epoch, dmp, opt, meta))
-        if config.train.max_steps and result.steps >= config.train.max_steps:
-            break
     result.seconds = time.perf_counter() - start
     for split in config.eval.splits:
         result.reports[split] = evaluate(config, dmp, spec, env, split=split)
@@ -161,7 +188,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-train", __doc__.strip().splitlines()[0], epilog=__doc__)
     config = config_from(p.parse_args(argv))
     setup_logging(env_rank())
-    result = train(config)
+    try:
+        result = train(config)
+    except Stopped as e:
+        print(f"pmx-train: {e}", flush=True)
+        raise SystemExit(EXIT_STATUS)
     if env_rank() == 0:
         print(summary(result))
 
