@@ -31,16 +31,20 @@ GLOB_CHARS = "*?["
 
 @dataclass(frozen=True)
 class Files:
-    """Parquet files on one filesystem, sorted."""
+    """Parquet files on one filesystem, sorted; ``skipped``: (path, reason) of unreadable files left out."""
 
     filesystem: pafs.FileSystem
     paths: Tuple[str, ...]
+    skipped: Tuple[Tuple[str, str], ...] = ()
 
     def dataset(self) -> ds.Dataset:
         """The files as one pyarrow dataset; an unreadable file (truncated, not Parquet) is a ``DataError``
         naming it."""
         try:
-            return ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
+            dataset = ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
+            for fragment in dataset.get_fragments():
+                fragment.physical_schema  # reads each footer: a truncated file fails here, not mid-scan
+            return dataset
         except (pa.ArrowInvalid, OSError) as e:
             raise self.unreadable_error(e) from e
 
@@ -99,10 +103,12 @@ def _parquet_below(fs: pafs.FileSystem, directory: str) -> List[str]:
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
 
-def resolve_files(paths: Sequence[PathLike]) -> Files:
+def resolve_files(paths: Sequence[PathLike], skip_unreadable: bool = False) -> Files:
     """Files, directories and globs (local or URIs) -> the sorted Parquet files, on one filesystem.
 
-    A path that matches nothing is an error naming it, so that a typo never trains on zero rows.
+    A path that matches nothing is an error naming it, so that a typo never trains on zero rows. With
+    ``skip_unreadable``, files whose Parquet footer cannot be read are left out and listed in ``skipped``
+    (each file's footer is read once here); without, such a file is an error when it is opened.
     """
     filesystem = None
     found: List[str] = []
@@ -125,4 +131,11 @@ def resolve_files(paths: Sequence[PathLike]) -> Files:
         found.extend(matches)
     if filesystem is None:
         raise FileNotFoundError("no data paths given")
-    return Files(filesystem, tuple(sorted(set(found))))
+    files = Files(filesystem, tuple(sorted(set(found))))
+    if not skip_unreadable:
+        return files
+    bad = files.unreadable()
+    keep = tuple(p for p in files.paths if p not in dict(bad))
+    if not keep:
+        raise DataError(f"{files}: no readable Parquet file ({len(bad)} skipped as unreadable: {bad[:3]})")
+    return Files(filesystem, keep, tuple(bad))

@@ -52,14 +52,23 @@ class BadRowPolicy:
             an error naming the file, the reason and the count.
         max_bad_fraction: with ``reject``, a pass whose rejected share of the rows read is above this
             fails at its end (a pipeline that writes mostly garbage should not train quietly on the rest).
+        on_bad_files: ``fail``: an unreadable (truncated, corrupt) Parquet file is an error naming it;
+            ``skip``: such files are left out and counted (``ReadStats.skipped_files``).
     """
 
     on_bad_rows: str = "reject"
     max_bad_fraction: float = 0.1
+    on_bad_files: str = "fail"
+
+    @property
+    def skip_bad_files(self) -> bool:
+        return self.on_bad_files == "skip"
 
     def __post_init__(self) -> None:
         if self.on_bad_rows not in BAD_ROW_ACTIONS:
             raise ValueError(f"on_bad_rows={self.on_bad_rows!r}: use one of {list(BAD_ROW_ACTIONS)}")
+        if self.on_bad_files not in ("fail", "skip"):
+            raise ValueError(f"on_bad_files={self.on_bad_files!r}: use fail or skip")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction={self.max_bad_fraction}: must be in [0, 1]")
 
@@ -69,6 +78,7 @@ class ReadStats:
     """Row accounting of one pass: rows read = rows used + rows rejected."""
 
     files: int = 0
+    skipped_files: Tuple[Tuple[str, str], ...] = ()  # (path, reason) of unreadable files left out
     rows_read: int = 0
     rows_used: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -88,6 +98,7 @@ class ReadStats:
     def as_dict(self) -> Dict[str, object]:
         return {
             "files": self.files,
+            "files_skipped": [f"{path}: {why}" for path, why in self.skipped_files],
             "rows_read": self.rows_read,
             "rows_used": self.rows_used,
             "rows_rejected": self.rows_rejected,
@@ -99,10 +110,10 @@ class ReadStats:
 
 
 def time_split(
-    paths: Sequence[PathLike], spec: FeatureSpec, eval_days: float
+    paths: Sequence[PathLike], spec: FeatureSpec, eval_days: float, skip_unreadable: bool = False
 ) -> Tuple[pc.Expression, pc.Expression, int]:
     """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one."""
-    dataset = resolve_files(paths).dataset()
+    dataset = resolve_files(paths, skip_unreadable).dataset()
     latest = None
     for rb in dataset.to_batches(columns=[spec.request_time]):
         m = pc.max(rb.column(0)).as_py()
@@ -171,7 +182,7 @@ class ParquetReader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self.files = resolve_files(paths)
+        self.files = resolve_files(paths, skip_unreadable=bad_rows.skip_bad_files)
         self.spec = spec
         self.batch_size = batch_size
         self.row_filter = row_filter
@@ -193,7 +204,7 @@ class ParquetReader:
         columns += list(oracle_columns(spec, self.dataset.schema).values())
         self.columns = columns
         self.groups = share(self.dataset, rank, world_size)
-        self.stats = ReadStats(files=len(self.files))
+        self.stats = ReadStats(files=len(self.files), skipped_files=self.files.skipped)
 
     def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[Tuple[str, pa.RecordBatch]]:
         """(file, record batch) over this rank's row groups; a corrupt row group is an error naming its file."""
@@ -273,7 +284,7 @@ class ParquetReader:
         raise DataError(f"{self.files}: no usable row in this split")
 
     def __iter__(self) -> Iterator[RankingBatch]:
-        self.stats = ReadStats(files=len(self.files))
+        self.stats = ReadStats(files=len(self.files), skipped_files=self.files.skipped)
         rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle_rows else None
         self.passes += 1
         tables = self._checked(rng)

@@ -46,6 +46,7 @@ class DataConfig:
     valid_days: float = 0.0
     on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
     max_bad_fraction: float = 0.1  # reject: a pass with a larger rejected share of its rows fails
+    on_bad_files: str = "fail"  # fail: an unreadable Parquet file is an error; skip: left out and counted
 
     def __post_init__(self) -> None:
         try:
@@ -54,7 +55,7 @@ class DataConfig:
             raise ConfigError(f"data.{e}") from None
 
     def bad_row_policy(self) -> BadRowPolicy:
-        return BadRowPolicy(self.on_bad_rows, self.max_bad_fraction)
+        return BadRowPolicy(self.on_bad_rows, self.max_bad_fraction, self.on_bad_files)
     train: Tuple[str, ...] = ()
     valid: Tuple[str, ...] = ()
     test: Tuple[str, ...] = ()

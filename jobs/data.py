@@ -9,6 +9,7 @@ from typing import Dict, Optional, Tuple
 import pyarrow.compute as pc
 
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.files import Files, resolve_files
 from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, time_split
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
@@ -21,6 +22,10 @@ class Source:
     row_filter: Optional[pc.Expression]
     description: str
     bad_rows: BadRowPolicy = BadRowPolicy()
+
+    def files(self) -> Files:
+        """The source's Parquet files (unreadable ones left out when the policy skips them)."""
+        return resolve_files(self.paths, self.bad_rows.skip_bad_files)
 
     def reader(
         self,
@@ -60,7 +65,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.valid_days < 0 or data.eval_days <= 0:
         raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
                           f"{data.valid_days:g} >= 0")
-    train_filter, eval_filter, cutoff = time_split([data.path], spec, data.eval_days)
+    train_filter, eval_filter, cutoff = time_split([data.path], spec, data.eval_days,
+                                                   data.bad_row_policy().skip_bad_files)
     out = {
         "train": Source((data.path,), train_filter, f"{data.path}: {spec.request_time} <= {cutoff}"),
         "eval": Source((data.path,), eval_filter, f"{data.path}: {spec.request_time} > {cutoff} "

@@ -72,6 +72,7 @@ def sum_stats(stats: ReadStats, env: DistEnv) -> Dict[str, Any]:
         reasons.update(d["rejected_by_reason"])
     total["rejected_by_reason"] = dict(sorted(reasons.items()))
     total["files"] = mine["files"]
+    total["files_skipped"] = mine["files_skipped"]  # every rank resolves the same files
     return total
 
 

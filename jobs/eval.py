@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.files import resolve_files
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
@@ -85,7 +84,7 @@ def popularity_auc(train: Source, held_out: Source, spec: FeatureSpec) -> Option
     label = spec.labels[0].column
 
     def columns(src: Source) -> pa.Table:
-        table = resolve_files(src.paths).dataset().to_table(
+        table = src.files().dataset().to_table(
             columns=[item, label], filter=src.row_filter
         )
         return table.drop_null()
@@ -148,6 +147,8 @@ def summary_lines(report: EvalReport) -> List[str]:
         lines.append(f"popularity-only click AUC {report.popularity_auc:.4f}")
     r = report.rows
     lines.append(f"rows read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}")
+    if r.get("files_skipped"):
+        lines.append(f"unreadable files skipped ({len(r['files_skipped'])}): {r['files_skipped']}")
     return lines
 
 

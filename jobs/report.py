@@ -90,6 +90,8 @@ def markdown(report: EvalReport) -> str:
     lines += ["", "## Rows", "", f"read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}"]
     for reason, n in r.get("rejected_by_reason", {}).items():
         lines.append(f"- rejected, {reason}: {n}")
+    for skipped in r.get("files_skipped", []):
+        lines.append(f"- unreadable file skipped: {skipped}")
     for k, v in report.extra.items():
         lines.append(f"- {k}: {v}")
     return "\n".join(lines) + "\n"

@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.features.files import resolve_files
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -57,7 +56,7 @@ class TrainResult:
 
 
 def count_rows(src: Source) -> int:
-    return resolve_files(src.paths).dataset().count_rows(filter=src.row_filter)
+    return src.files().dataset().count_rows(filter=src.row_filter)
 
 
 def train(config: JobConfig) -> TrainResult:
@@ -171,6 +170,8 @@ def summary(result: TrainResult) -> str:
             line += f", trained {r['rows_trained']} (the rest were read ahead when train.max_steps stopped)"
         if r["rejected_by_reason"]:
             line += f" {r['rejected_by_reason']}"
+        if r.get("files_skipped"):
+            line += f"; unreadable files skipped ({len(r['files_skipped'])}): {r['files_skipped']}"
         if r.get("rows_history_truncated"):
             line += f"; histories cut to the spec's cap: {r['rows_history_truncated']} rows"
         if r["rows_unconsumed"]:

@@ -113,6 +113,20 @@ def test_truncated_parquet_is_an_error_naming_the_file(tmp_path: Path, keep: flo
     assert [p for p, _ in resolve_files([tmp_path]).unreadable()] == [str(tmp_path / "b.parquet")]
 
 
+def test_skip_policy_leaves_unreadable_files_out_and_names_them(tmp_path: Path) -> None:
+    write_rows(tmp_path / "a.parquet", random_rows(30, seed=1))
+    write_rows(tmp_path / "b.parquet", random_rows(20, seed=2))
+    (tmp_path / "b.parquet").write_bytes((tmp_path / "b.parquet").read_bytes()[:100])
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(on_bad_files="skip"))
+    assert read_all(reader) == 30 == reader.stats.rows_read
+    ((path, why),) = reader.stats.skipped_files
+    assert path.endswith("b.parquet") and "magic bytes" in why
+    assert reader.stats.as_dict()["files_skipped"] == [f"{path}: {why}"]
+    (tmp_path / "a.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="no readable Parquet file"):
+        ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(on_bad_files="skip"))
+
+
 def test_corrupt_row_group_is_an_error_naming_the_file(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(64, seed=3), row_group_size=32)
     path = tmp_path / "a.parquet"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.data import sources
@@ -42,6 +43,24 @@ def test_valid_days_take_the_days_before_eval_out_of_train(tmp_path: Path) -> No
         sources(load_config(None, [f"data.path={tmp_path}", "data.valid_days=-1"]).data, default_spec())
     with pytest.raises(ConfigError, match="eval.splits"):
         load_config(None, ["eval.splits=[test]"])
+
+
+def test_train_job_skips_unreadable_files_when_told_and_reports_them(tmp_path: Path) -> None:
+    from pyramid_mixer.jobs.train import summary, train
+
+    write_rows(tmp_path / "data" / "a.parquet", random_rows(120, seed=14, max_history=20))
+    (tmp_path / "data" / "b.parquet").write_bytes(b"PAR1 truncated")
+    small = ["model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 12, group: 4}]",
+             "model.tower.out_dim=8", "model.over_arch.hidden=[8]", "train.batch_size=32", "data.eval_days=2",
+             f"data.path={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "train.checkpoint=false"]
+    with pytest.raises(DataError, match=r"b\.parquet: not a readable Parquet file"):
+        train(load_config(None, small))
+    result = train(load_config(None, small + ["data.on_bad_files=skip"]))
+    assert result.read[0]["files_skipped"][0].startswith(str(tmp_path / "data" / "b.parquet"))
+    assert result.rows_trained + result.report.rows["rows_used"] == 120  # type: ignore[union-attr]
+    assert "unreadable files skipped (1)" in summary(result)
+    with pytest.raises(ConfigError, match="on_bad_files='maybe'"):
+        load_config(None, ["data.on_bad_files=maybe"])
 
 
 def test_explicit_paths_win_and_need_a_held_out_set(tmp_path: Path) -> None:
