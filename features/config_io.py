@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Type, TypeVar, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 import yaml
 
@@ -143,3 +143,11 @@ def apply_overrides(data: Dict[str, Any], overrides: List[str]) -> Dict[str, Any
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node[parts[-1]] = yaml.safe_load(raw)
     return out
+
+
+def load_file(cls: Type[T], path: Union[str, Path], overrides: Optional[List[str]] = None) -> T:
+    """Dataclass ``cls`` from the YAML file ``path`` with ``key.path=value`` overrides applied; the file's
+    path goes into the dataclass's ``source`` field."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    data["source"] = str(path)
+    return from_dict(cls, data, where=str(path))

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
+from pyramid_mixer.features.config_io import ConfigError, load_file
 
 DATASET_KINDS = ("planted", "movielens")
 
@@ -101,7 +101,4 @@ def default_bench_config_path() -> Path:
 
 def load_bench_config(path: Optional[str], overrides: Optional[List[str]] = None) -> BenchConfig:
     """Reads ``path`` (None: the packaged benchmark config) and applies ``key=value`` overrides."""
-    p = Path(path) if path else default_bench_config_path()
-    data = apply_overrides(read_yaml(p), overrides or [])
-    data["source"] = str(p)
-    return from_dict(BenchConfig, data, where=str(p))
+    return load_file(BenchConfig, Path(path) if path else default_bench_config_path(), overrides)

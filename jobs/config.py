@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConfig
-from pyramid_mixer.features.config_io import ConfigError, apply_overrides, from_dict, read_yaml
+from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.synthetic import SyntheticConfig
@@ -151,7 +151,4 @@ def default_config_path() -> Path:
 
 def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> JobConfig:
     """Reads ``path`` (None: the packaged demo config), applies ``key.path=value`` overrides."""
-    p = Path(path) if path else default_config_path()
-    data = apply_overrides(read_yaml(p), overrides or [])
-    data["source"] = str(p)
-    return from_dict(JobConfig, data, where=str(p))
+    return load_file(JobConfig, Path(path) if path else default_config_path(), overrides)

@@ -136,3 +136,34 @@ def test_killed_or_stopped_mid_epoch_resumes_to_the_uninterrupted_model(
     assert resumed.returncode == 0, out
     assert "resuming from" in out, out
     assert_identical(dict(final_state(tmp_path), **{"steps per epoch": straight["steps per epoch"]}), straight)
+
+
+def torchrun(data: Path, run: Path, extra: List[str]) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "-m",
+           "pyramid_mixer.jobs.train", "--set", *OVERRIDES, f"data.path={data}", f"run_dir={run}",
+           "eval.predictions=true", *extra]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: SIGKILL reaches every rank
+
+
+@pytest.mark.slow  # about a minute; the 1-process tests above cover the same resume path
+def test_two_processes_killed_mid_epoch_resume_to_the_same_eval_metrics(data: Path, tmp_path: Path) -> None:
+    import json
+
+    straight = torchrun(data, tmp_path / "straight", [])
+    out, _ = straight.communicate(timeout=400)
+    assert straight.returncode == 0, out
+    run = tmp_path / "killed"
+    proc = torchrun(data, run, ["train.checkpoint_every=3"])
+    wait_for_checkpoint(proc, run, "epoch-0-step-9")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    resumed = torchrun(data, run, ["train.checkpoint_every=3"])
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out
+    assert "resuming from" in out
+    a, b = (json.loads((r / "eval.json").read_text()) for r in (tmp_path / "straight", run))
+    for la, lb in zip(a["labels"], b["labels"]):
+        for metric in ("auc", "uauc", "gauc", "logloss"):
+            assert abs(la[metric] - lb[metric]) <= 1e-6, (la["label"], metric, la[metric], lb[metric])
