@@ -87,3 +87,26 @@ def test_eval_job_reloads_the_checkpoint_and_reproduces_the_metrics(
         assert a["auc"] == pytest.approx(b["auc"], abs=1e-9)
         assert a["uauc"] == pytest.approx(b["uauc"], abs=1e-9)
     assert "click: AUC" in capsys.readouterr().out
+
+
+def test_eval_on_ids_never_seen_in_training(run: tuple[JobConfig, TrainResult], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Users, items, authors and history ids far outside every table (and unseen in training) are hashed
+    into the tables like any other id: eval scores every row."""
+    from tests.logs import random_rows, write_rows
+
+    config, _ = run
+    rows = random_rows(300, seed=77, max_history=40)
+    for r in rows:
+        r["user_id"] += 2**62
+        r["item_id"] += 10**12
+        r["author_id"] += 10**9
+        r["hist_item_id"] = [i + 10**12 for i in r["hist_item_id"]]
+    write_rows(tmp_path / "unseen" / "a.parquet", rows)
+    overrides = SMALL + [f"data.train=['{config.data.path}']", f"data.test=['{tmp_path / 'unseen'}']",
+                         f"run_dir={config.run_dir}", "eval.predictions=false"]
+    eval_main([arg for s in overrides for arg in ("--set", s)])
+    out = capsys.readouterr().out
+    assert "rows read 300, used 300, rejected 0" in out
+    report = json.loads((Path(config.run_dir) / "eval.json").read_text())
+    assert all(0.0 < m["auc"] < 1.0 for m in report["labels"])
