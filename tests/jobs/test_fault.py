@@ -147,7 +147,6 @@ def torchrun(data: Path, run: Path, extra: List[str]) -> subprocess.Popen:
                             start_new_session=True)  # its own process group: SIGKILL reaches every rank
 
 
-@pytest.mark.slow  # about a minute; the 1-process tests above cover the same resume path
 def test_two_processes_killed_mid_epoch_resume_to_the_same_eval_metrics(data: Path, tmp_path: Path) -> None:
     import json
 
