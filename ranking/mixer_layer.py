@@ -10,8 +10,9 @@ decomposition** against over-parameterisation. The equations are ours (see
 - CF, cross-feature: per token, a residual MLP on the flattened ``F·D`` vector, so it mixes the features
   and their channels in one step (it is CF's channel MLP too). Its hidden width is ``expansion·F·min(r, D)``
   (the low-rank factorisation: r per feature), or ``expansion·F·D`` when ``r = 0``.
-- Fusion: ``Y = a * CB(Z) + (1 - a) * CF(Z)`` with ``a = sigmoid(W [pool(CB(Z)), pool(CF(Z))])`` per example
-  and per feature; the pooled summaries are masked means over the real tokens (our choice of gate input).
+- Fusion: ``Y = a * CB(Z) + (1 - a) * CF(Z)`` with ``a = sigmoid(W [pool(CB(Z)), pool(CF(Z))] + b)`` per
+  example and per feature; the pooled summaries are masked means over the real tokens (our choice of gate
+  input); ``W`` starts at zero and ``b`` at ``logit(gate_init)`` (0.95: the layer starts mostly on CB).
   ``"sum"`` adds both branches' updates to one skip path, ``Y = Z + (CB(Z) - Z) + (CF(Z) - Z)``.
 
 Layout: tokens are **time-major**, ``T X B X F X D`` (as ``nn.GRU`` without ``batch_first``), so that the token
@@ -23,6 +24,7 @@ ever reads; pool with the mask. The residual adds are fused into the MLPs' secon
 therefore has no bias.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -58,6 +60,7 @@ class MixerLayerConfig:
         cross_behavior: build the CB branch.
         cross_feature: build the CF branch.
         fusion: ``"gate"`` or ``"sum"``; used only when both branches are on.
+        gate_init: the gate's starting share of the CB branch (the CF branch gets the rest).
     """
 
     num_tokens: int
@@ -68,6 +71,7 @@ class MixerLayerConfig:
     cross_behavior: bool = True
     cross_feature: bool = True
     fusion: str = "gate"
+    gate_init: float = 0.95
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "num_features", "dim", "expansion"):
@@ -76,6 +80,8 @@ class MixerLayerConfig:
         if self.low_rank < 0:
             raise ValueError(f"MixerLayerConfig.low_rank={self.low_rank}: must be >= 0 (0 = full rank)")
         check_branches(self.cross_behavior, self.cross_feature, self.fusion)
+        if not 0.0 < self.gate_init < 1.0:
+            raise ValueError(f"MixerLayerConfig.gate_init={self.gate_init}: must be in (0, 1)")
 
 
 def pool_tokens(x: Tensor, weights: Tensor) -> Tensor:
@@ -185,19 +191,23 @@ class CrossFeatureMixer(nn.Module):
 class FusionGate(nn.Module):
     """Adaptive fusion ``a * cb + (1 - a) * cf`` with ``a: B X F`` from masked-mean summaries of both branches.
 
-    The gate's projection starts at zero, so the layer starts as the even mix ``a = 1/2``.
+    The gate's projection weights start at zero and its bias at ``logit(init)``, so the layer starts as the
+    mix ``a = init`` for every example. Starting mostly on CB (0.95) keeps each token's features apart (as
+    they come from the tables the candidate's features come from) while the gate learns how much feature
+    mixing to admit: on the planted logs an even start (0.5) lost 0.014 click AUC (4 seeds).
 
     Args:
         num_features (int): F.
         dim (int): D.
+        init (float): the starting share ``a`` of the CB branch, in (0, 1).
         device (Optional[torch.device]): where to allocate parameters.
     """
 
-    def __init__(self, num_features: int, dim: int, device: Optional[torch.device] = None) -> None:
+    def __init__(self, num_features: int, dim: int, init: float = 0.5, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.proj = nn.Linear(2 * num_features * dim, num_features, device=device)
         nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        nn.init.constant_(self.proj.bias, math.log(init / (1.0 - init)))
 
     def forward(self, cb: Tensor, cf: Tensor, mask: Tensor) -> Tensor:
         """``cb, cf: T X B X F X D``, ``mask: T X B`` -> ``T X B X F X D``."""
@@ -231,7 +241,8 @@ class MixerLayer(nn.Module):
         self.cb = CrossBehaviorMixer(config, device) if config.cross_behavior else None
         self.cf = CrossFeatureMixer(config, device) if config.cross_feature else None
         both = config.cross_behavior and config.cross_feature
-        self.gate = FusionGate(config.num_features, config.dim, device) if both and config.fusion == "gate" else None
+        gated = both and config.fusion == "gate"
+        self.gate = FusionGate(config.num_features, config.dim, config.gate_init, device) if gated else None
 
     def forward(self, z: Tensor, mask: Tensor) -> Tensor:
         mask = mask.contiguous()  # a transposed mask would make torch.where's output non-contiguous

@@ -55,6 +55,7 @@ class PyramidMixerConfig:
         cross_behavior: the CB branch (ablation: False).
         cross_feature: the CF branch (ablation: False); not both False.
         fusion: ``"gate"`` (adaptive) or ``"sum"``.
+        gate_init: the gate's starting share of the cross-behaviour branch (see ``mixer_layer.FusionGate``).
         carry_tokens: tokens carried from level k to level k + 1; 0 disables carrying. Only the CB token
             mixing reads carried tokens, so with ``cross_behavior=False`` nothing is carried (no dead merge).
         cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
@@ -72,6 +73,7 @@ class PyramidMixerConfig:
     cross_behavior: bool = True
     cross_feature: bool = True
     fusion: str = "gate"
+    gate_init: float = 0.95
     carry_tokens: int = 2
     cross_period: bool = True
     target_aware: bool = True
@@ -210,6 +212,7 @@ class PyramidMixer(nn.Module):
                 cross_behavior=config.cross_behavior,
                 cross_feature=config.cross_feature,
                 fusion=config.fusion,
+                gate_init=config.gate_init,
             )
             self.levels.append(nn.ModuleList(MixerLayer(layer_config, device) for _ in range(config.layers_per_level)))
             self.norms.append(nn.LayerNorm((F, D), device=device))
