@@ -303,3 +303,18 @@ def test_query_starts_aligned_with_the_candidates_own_features() -> None:
     for k in range(2):
         assert torch.equal(q[:, k, :2], target)
         assert torch.equal(q[:, k, 2], torch.zeros(5, 8))
+
+
+@pytest.mark.parametrize("init", [0.5, 0.95, 0.2])
+def test_fusion_gate_starts_at_its_configured_share_for_every_input(init: float) -> None:
+    from pyramid_mixer.ranking.mixer_layer import FusionGate
+
+    gate = FusionGate(num_features=3, dim=4, init=init)
+    cb, cf = torch.randn(5, 2, 3, 4), torch.randn(5, 2, 3, 4)
+    mask = torch.ones(5, 2, dtype=torch.bool)
+    torch.testing.assert_close(gate(cb, cf, mask), init * cb + (1 - init) * cf)
+
+
+def test_gate_init_outside_the_unit_interval_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"gate_init=1.0: must be in \(0, 1\)"):
+        PyramidMixer(PyramidMixerConfig(level_tokens=(4,), num_features=2, dim=4, gate_init=1.0))
