@@ -194,12 +194,8 @@ class ParquetReader:
         self.bad_rows = bad_rows
         self.builder = BatchBuilder(spec, layout)
         self.dataset = self.files.dataset()
-        for fragment in self.dataset.get_fragments():
-            try:
-                schema = fragment.physical_schema
-            except (pa.ArrowInvalid, OSError) as e:
-                raise self.files.unreadable_error(e) from e
-            validate_schema(schema, spec, fragment.path)
+        for fragment in self.dataset.get_fragments():  # Files.dataset() has read (and checked) every footer
+            validate_schema(fragment.physical_schema, spec, fragment.path)
         columns = [c for c, _, _, _ in expected_columns(spec)]
         columns += list(oracle_columns(spec, self.dataset.schema).values())
         self.columns = columns

@@ -15,6 +15,7 @@ so a rerun of an interrupted benchmark picks up where it stopped (delete ``work_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -125,8 +126,7 @@ def trials_for(bench: BenchConfig, data_overrides: Dict[str, Tuple[str, ...]], s
                     overrides = (ds.overrides + data_overrides[ds.name] + v.overrides + bench.search[c]
                                  + (f"train.seed={seed}", f"train.threads={bench.threads}"))
                     t = Trial(ds.name, v.name, c, seed, ds.config, overrides, "")
-                    run_dir = str(Path(bench.work_dir) / "runs" / t.key)
-                    out.append(Trial(ds.name, v.name, c, seed, ds.config, overrides, run_dir))
+                    out.append(dataclasses.replace(t, run_dir=str(Path(bench.work_dir) / "runs" / t.key)))
     return out
 
 

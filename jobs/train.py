@@ -92,6 +92,15 @@ def train(config: JobConfig) -> TrainResult:
     dmp.train()
     stepper = make_stepper(config.train.pipeline, dmp, opt, env)
     every = config.train.checkpoint_every if config.train.checkpoint else 0
+
+    def save(epochs_done: int, steps_in: int, epoch_rows: int) -> Path:
+        """A checkpoint after ``epochs_done`` epochs and ``steps_in`` steps of the next; ``epoch_rows``: rows
+        trained in the current pass, not yet in ``result.rows_trained``."""
+        meta = {"steps": result.steps, "rows": result.rows_trained + epoch_rows, "seed": config.train.seed}
+        if steps_in:
+            meta["epoch_rows"] = epoch_rows
+        return checkpoint.save(run_dir, epochs_done, dmp, opt, meta, step=steps_in)
+
     with StopRequest() as stop:
         for epoch in range(first_epoch, config.train.epochs + 1):
             epoch_steps = skip if epoch == first_epoch else 0
@@ -118,10 +127,7 @@ def train(config: JobConfig) -> TrainResult:
                 stopping = stop.agreed(env)
                 if config.train.checkpoint and (stopping or (every and epoch_steps % every == 0)):
                     epoch_rows = sum_over_ranks(trained + reader.stats.resumed_past, env)
-                    meta = {"steps": result.steps, "rows": result.rows_trained + epoch_rows,
-                            "epoch_rows": epoch_rows, "seed": config.train.seed}
-                    path = checkpoint.save(run_dir, epoch - 1, dmp, opt, meta, step=epoch_steps)
-                    log.info("checkpoint %s", path)
+                    log.info("checkpoint %s", save(epoch - 1, epoch_steps, epoch_rows))
                 if stopping:
                     bar.close()
                     raise Stopped(f"stopped by {stop.signal_name} after {result.steps} steps" + (
@@ -136,13 +142,10 @@ def train(config: JobConfig) -> TrainResult:
             # only when max_steps cut the pass
             read["rows_trained"] = sum_over_ranks(trained + reader.stats.resumed_past, env)
             result.read.append(read)
-            result.rows_trained += read["rows_trained"]
             if config.train.checkpoint:  # max_steps cut the pass: a mid-epoch checkpoint, resumed from there
-                meta = {"steps": result.steps, "rows": result.rows_trained, "seed": config.train.seed}
-                if cut:
-                    meta["epoch_rows"] = read["rows_trained"]
                 done, at = (epoch - 1, epoch_steps) if cut else (epoch, 0)
-                result.checkpoint = str(checkpoint.save(run_dir, done, dmp, opt, meta, step=at))
+                result.checkpoint = str(save(done, at, read["rows_trained"]))
+            result.rows_trained += read["rows_trained"]
             if config.train.max_steps and result.steps >= config.train.max_steps:
                 break
     result.seconds = time.perf_counter() - start
