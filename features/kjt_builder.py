@@ -22,7 +22,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.schema import oracle_columns
-from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.spec import FeatureSpec, TableSpec
 from pyramid_mixer.features.tokens import PyramidLayout, slot_of_age, slot_of_position, time_gap_bucket
 
 TIME_GAP_FEATURE = "hist_time_gap"
@@ -31,8 +31,20 @@ _SPLITMIX_2 = np.uint64(0xBF58476D1CE4E5B9)
 _SPLITMIX_3 = np.uint64(0x94D049BB133111EB)
 
 
+#: the id space of a managed-collision table: ids reach its module in ``[0, ID_SPACE)`` (``int64`` max is
+#: the module's empty-slot marker, so it is excluded)
+ID_SPACE = 2**63 - 1
+
+
+def table_rows(table: TableSpec) -> int:
+    """What ``hash_ids`` reduces a table's ids to: its rows, or ``ID_SPACE`` for a managed-collision table
+    (whose module maps ids to rows in the model)."""
+    return ID_SPACE if table.managed_collision else table.num_embeddings
+
+
 def hash_ids(ids: np.ndarray, num_embeddings: int, hashing: str) -> np.ndarray:
-    """Maps int64 ids to table rows: ``modulo`` (non-negative ids) or ``hash`` (SplitMix64, any id)."""
+    """Maps int64 ids to ``[0, num_embeddings)``: ``modulo`` (non-negative ids) or ``hash`` (SplitMix64, any
+    id); ``num_embeddings=ID_SPACE`` keeps ids distinct for a managed-collision table."""
     if hashing == "modulo":
         return np.mod(ids, num_embeddings)
     z = ids.astype(np.int64).view(np.uint64) + _SPLITMIX_1
@@ -99,7 +111,7 @@ class BatchBuilder:
         values: List[np.ndarray] = []
         lengths: List[np.ndarray] = []
         for f in spec.sparse:
-            n = self.tables[f.table].num_embeddings
+            n = table_rows(self.tables[f.table])
             if f.multi_valued:
                 lens, vals = _flat_list(table.column(f.column))
             else:
@@ -128,7 +140,7 @@ class BatchBuilder:
 
         for f in spec.sequence.fields:
             _, ids = _flat_list(table.column(f.column))
-            ids = hash_ids(ids[keep][covered], self.tables[f.table].num_embeddings, f.hashing)
+            ids = hash_ids(ids[keep][covered], table_rows(self.tables[f.table]), f.hashing)
             values.append(ids[order])
             lengths.append(slot_lengths)
         gap_rows = self.tables[spec.sequence.time_gap_table].num_embeddings

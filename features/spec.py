@@ -18,6 +18,14 @@ Roles:
 Hashing of an id into a table of ``n`` rows: ``modulo`` (``id mod n``; ids must be non-negative) or
 ``hash`` (SplitMix64 of the id, then ``mod n``; any int64, collisions spread evenly).
 
+Managed collisions (a table with ``managed_collision: true``): its ids are not reduced to ``n`` rows by the
+reader; they reach the model in the id space ``[0, 2^63 - 1)`` (``modulo``: the id itself; ``hash``:
+SplitMix64 of the id, ``mod 2^63 - 1``), and TorchRec's ``MCHManagedCollisionModule`` (LFU eviction) maps
+them to rows: every id seen in training gets a row of its own while the table has free rows; when it is
+full, the least frequently seen ids give theirs up to new ones every ``eviction_interval`` training
+steps. An id without a row (never seen in training, or evicted) reads the table's last row. The mapping is
+model state: it is checkpointed and frozen in eval.
+
 Example::
 
     >>> spec = default_spec()
@@ -46,12 +54,19 @@ class TableSpec:
 
     Rows start uniform in ``[-init_scale, init_scale]``. Not TorchRec's default ``sqrt(1 / rows)``: for a
     large table that is nearly zero, and the mixer's LayerNorms then see noise at a tiny scale.
+
+    ``managed_collision``: ids get rows from TorchRec's managed-collision module instead of hashing (see the
+    module docstring); ``eviction_interval``: training steps between its evictions (1: every step, which
+    keeps a mid-epoch resume exact; a checkpoint between two evictions forgets the ids counted since the
+    last one).
     """
 
     name: str
     num_embeddings: int
     dim: int = 16
     init_scale: float = 0.05
+    managed_collision: bool = False
+    eviction_interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,11 @@ def validate_spec(spec: FeatureSpec) -> None:
     for t in spec.tables:
         if t.num_embeddings <= 0 or t.dim <= 0 or t.init_scale <= 0:
             raise ConfigError(f"{where}: table {t.name!r} needs num_embeddings > 0, dim > 0 and init_scale > 0")
+        if t.managed_collision and (t.num_embeddings < 2 or t.eviction_interval < 1):
+            raise ConfigError(
+                f"{where}: managed-collision table {t.name!r} needs num_embeddings >= 2 (the last row is for ids "
+                f"without a row) and eviction_interval >= 1; found {t.num_embeddings} and {t.eviction_interval}"
+            )
     names = [f.name for f in spec.sparse] + [f.name for f in spec.sequence.fields]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: feature names must be unique across sparse and sequence, found {names}")
@@ -172,6 +192,11 @@ def validate_spec(spec: FeatureSpec) -> None:
         raise ConfigError(f"{where}: the sequence needs at least one id field")
     if spec.sequence.time_gap_table not in tables:
         raise ConfigError(f"{where}: sequence.time_gap_table {spec.sequence.time_gap_table!r} is not declared")
+    if tables[spec.sequence.time_gap_table].managed_collision:
+        raise ConfigError(
+            f"{where}: time-gap table {spec.sequence.time_gap_table!r} holds bucket numbers, not ids: "
+            "set managed_collision: false for it"
+        )
     seq_tables = [f.table for f in spec.sequence.fields] + [spec.sequence.time_gap_table]
     dims = {tables[t].dim for t in seq_tables}
     if len(dims) != 1:

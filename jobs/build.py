@@ -8,6 +8,7 @@ import torch
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer
 
+from pyramid_mixer.embeddings.collisions import check_world, managed_ids
 from pyramid_mixer.embeddings.model_parallel import DistEnv, combined_optimizer, shard
 from pyramid_mixer.embeddings.tables import embedding_bag_collection, pooling_factors
 from pyramid_mixer.features.spec import FeatureSpec
@@ -32,14 +33,16 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
     m = config.model
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
+    managed = managed_ids(spec, layout, config.train.batch_size)
     return RankingTrain(
-        RankingModel(ebc, spec, layout, tower, config.model.over_arch),
+        RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed),
         tuple(label.weight for label in spec.labels),
     )
 
 
 def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
     """The model of ``config``, sharded by TorchRec's planner on ``env``, with its optimizer."""
+    check_world(spec, env.world_size)
     model = unsharded(config, spec)
     num_parameters = sum(p.numel() for p in model.parameters())
     layout = config.model.effective_layout()

@@ -90,7 +90,11 @@ def train(config: JobConfig) -> TrainResult:
     result.rows_trained = done_rows
     start = time.perf_counter()
     dmp.train()
-    stepper = make_stepper(config.train.pipeline, dmp, opt, env)
+    # TorchRec's pipeline cannot move the input distribution of tables whose ids a module remaps first
+    managed = any(t.managed_collision for t in spec.tables)
+    if managed and config.train.pipeline and env.is_main:
+        log.info("managed-collision tables: training with the plain loop (the train pipeline cannot prefetch them)")
+    stepper = make_stepper(config.train.pipeline and not managed, dmp, opt, env)
     every = config.train.checkpoint_every if config.train.checkpoint else 0
 
     def save(epochs_done: int, steps_in: int, epoch_rows: int) -> Path:

@@ -1,7 +1,9 @@
 """The ranking model: embedding bags -> interaction tower -> over arch -> one logit per label.
 
 Parts, each testable alone (TorchRec's DLRM layout):
-- the sparse arch: one ``EmbeddingBagCollection`` (sharded by DMP), whose pooled outputs are selected by
+- the sparse arch: one ``EmbeddingBagCollection`` (sharded by DMP), preceded for the tables the spec marks
+  ``managed_collision`` by TorchRec's managed-collision modules (``embeddings.collisions``), whose pooled
+  outputs are selected by
   name (``KeyedTensor.regroup``): the pyramid tokens ``B X S X F X D``, the candidate ``B X Ft X D`` and
   every request-level feature for the over arch;
 - the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``);
@@ -28,7 +30,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as nnf
@@ -37,6 +39,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.modules.mlp import MLP
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
+from pyramid_mixer.embeddings.collisions import ManagedIds
 from pyramid_mixer.embeddings.tables import EmbeddingKeys
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.spec import FeatureSpec
@@ -68,6 +71,7 @@ class RankingModel(nn.Module):
     spec, layout: the feature spec and pyramid layout the reader uses.
     tower: ``forward(tokens B X S X F X D, mask B X S, target B X Ft X D) -> B X out_dim``, with ``out_dim``.
     over: the over-arch MLP widths.
+    managed: the managed-collision modules of the spec's managed tables (``embeddings.collisions``), or None.
     """
 
     def __init__(
@@ -77,8 +81,10 @@ class RankingModel(nn.Module):
         layout: PyramidLayout,
         tower: nn.Module,
         over: OverArchConfig,
+        managed: Optional[ManagedIds] = None,
     ) -> None:
         super().__init__()
+        self.managed_ids = managed
         self.sparse_arch = ebc
         self.keys = EmbeddingKeys.build(spec, layout)
         self.tower = tower
@@ -95,7 +101,8 @@ class RankingModel(nn.Module):
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> torch.Tensor:
         k = self.keys
         B = kjt.stride()
-        pooled: KeyedTensor = self.sparse_arch(kjt)
+        rows = kjt if self.managed_ids is None else self.managed_ids(kjt)
+        pooled: KeyedTensor = self.sparse_arch(rows)
         tokens, sparse, target = KeyedTensor.regroup([pooled], [k.tokens, k.sparse, k.target])
         tokens = tokens.view(B, k.num_slots, k.num_token_features, k.dim)  # B X S X F X D
         target = target.view(B, len(k.target), k.dim)  # B X Ft X D
