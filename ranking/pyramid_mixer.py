@@ -15,9 +15,9 @@ levels, the period pooling, and the target-aware readout. Pipeline, for K levels
    token. So the middle level mixes a summary of the short one and the long level a summary of both.
 3. Period tokens: the masked mean of each level's own tokens, ``B X K X F X D``; the cross-period module
    mixes them along K, then along the F·D features of each period token.
-4. Readout (ours): per level, the candidate (its flattened ``Ft·D`` embeddings, projected to F·D) queries
-   the level's own tokens by scaled dot product and masked softmax; ``target_aware=False`` uses a learned
-   query per level instead. The K pooled vectors, the K period tokens and the match terms (the query times
+4. Readout (ours): per level, the candidate (its ``Ft X D`` embeddings, layer-normed, flattened and
+   projected to F·D) queries the level's own tokens by scaled dot product and masked softmax;
+   ``target_aware=False`` uses a learned query per level instead. The K pooled vectors, the K period tokens and the match terms (the query times
    each level's pooled vector and mean token, so that how well the history matches the candidate reaches
    the output as a product rather than something an MLP must learn to multiply), concatenated, are
    projected to ``out_dim``.
@@ -60,6 +60,9 @@ class PyramidMixerConfig:
             mixing reads carried tokens, so with ``cross_behavior=False`` nothing is carried (no dead merge).
         cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
         target_aware: the candidate queries the readout (ablation: False uses a learned query).
+        query_norm: a LayerNorm over the candidate's ``Ft X D`` embeddings before the query projection, so
+            that the query has the scale of the (normalised) tokens it is matched with; False feeds the raw
+            embeddings, whose scale is the tables' (``init_scale`` 0.05 at the start).
         expansion: hidden multiplier of the channel MLPs.
         out_dim: width of the tower's output.
     """
@@ -77,6 +80,7 @@ class PyramidMixerConfig:
     carry_tokens: int = 2
     cross_period: bool = True
     target_aware: bool = True
+    query_norm: bool = True
     expansion: int = 2
     out_dim: int = 64
 
@@ -219,6 +223,8 @@ class PyramidMixer(nn.Module):
             if C > 0 and k < K - 1:
                 self.merges.append(CarryMerge(layer_config.num_tokens, F, D, C, device))
         self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
+        norm = config.target_aware and config.query_norm
+        self.target_norm = nn.LayerNorm((config.num_target_features, D), device=device) if norm else None
         if config.target_aware:
             self.query = nn.Linear(config.num_target_features * D, K * F * D, device=device)
             self._align_query(K, F, D, config.num_target_features)
@@ -295,6 +301,8 @@ class PyramidMixer(nn.Module):
             Ft = self.config.num_target_features
             if tuple(target.shape) != (B, Ft, D):
                 raise ValueError(f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)}")
+            if self.target_norm is not None:
+                target = self.target_norm(target)
             query = self.query(target.reshape(B, Ft * D)).view(B, K, F * D, 1).transpose(0, 1)  # K X B X (F·D) X 1
         else:
             query = self.learned_query  # K X (F·D), the same for every example

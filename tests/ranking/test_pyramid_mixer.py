@@ -63,6 +63,7 @@ ABLATIONS: Dict[str, dict] = {
     "one_level": dict(level_tokens=(24,)),
     "cross_period": dict(cross_period=False),
     "target_aware": dict(target_aware=False),
+    "query_norm": dict(query_norm=False),
     "no_carry": dict(carry_tokens=0),
 }
 
@@ -118,6 +119,8 @@ def lacks(model: PyramidMixer, name: str) -> bool:
         return model.cross_period is None and not any(n.startswith("cross_period") for n in names)
     if name == "target_aware":
         return model.query is None and model.learned_query is not None
+    if name == "query_norm":
+        return model.target_norm is None and model.query is not None
     if name == "no_carry":
         return len(model.merges) == 0 and all(layer.cb.token_down.in_features == 8 for layer in layers)
     raise KeyError(name)
