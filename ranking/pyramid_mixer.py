@@ -17,10 +17,10 @@ levels, the period pooling, and the target-aware readout. Pipeline, for K levels
    mixes them along K, then along the F·D features of each period token.
 4. Readout (ours): per level, the candidate (its ``Ft X D`` embeddings, layer-normed, flattened and
    projected to F·D) queries the level's own tokens by scaled dot product and masked softmax;
-   ``target_aware=False`` uses a learned query per level instead. The K pooled vectors, the K period tokens and the match terms (the query times
-   each level's pooled vector and mean token, so that how well the history matches the candidate reaches
-   the output as a product rather than something an MLP must learn to multiply), concatenated, are
-   projected to ``out_dim``.
+   ``target_aware=False`` uses a learned query per level instead. The K pooled vectors, the K period
+   tokens and the match terms (the query times each level's pooled vector and mean token, so that how well
+   the history matches the candidate reaches the output as a product rather than something an MLP must
+   learn to multiply), concatenated, are projected to ``out_dim``.
 
 A level with no real token contributes zeros to the readout and to the period tokens; nothing divides by
 zero or takes a softmax over nothing. Padded token slots are ignored: whatever they hold (even NaN), the
