@@ -2,6 +2,7 @@
 #   make demo   installs (creating .venv if absent) and runs generate -> train -> eval on generated logs
 #   make test   installs and runs the test suite
 #   make bench-quality   every tower and ablation, 3 seeds, planted + MovieLens-100k -> benchmarks/quality
+#   make bench-speed     examples/s of every tower against history length, tower GFLOP/s -> benchmarks/speed
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ CONFIG ?=
 STAMP  := $(VENV)/.installed
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: demo test install clean bench-quality
+.PHONY: demo test install clean bench-quality bench-speed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ test: install
 
 bench-quality: install
 	$(BIN)/python -m pyramid_mixer.jobs.bench_quality
+
+bench-speed: install
+	$(BIN)/python -m pyramid_mixer.jobs.bench_speed
 
 clean:
 	rm -rf runs data .pytest_cache

@@ -77,7 +77,8 @@ def findings(table: Dict[str, Dict[str, Any]], roles: Dict[str, str], reference:
     return out
 
 
-def _machine() -> Dict[str, Any]:
+def machine_facts() -> Dict[str, Any]:
+    """Platform, processor, CPU count, Python and the versions of the libraries the benchmarks time."""
     versions = {}
     for pkg in ("torch", "torchrec", "fbgemm-gpu-cpu", "pyarrow"):
         try:
@@ -181,7 +182,7 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
     data: Dict[str, Any] = {
         "command": "python -m pyramid_mixer.jobs.bench_quality" + (
             f" --config {bench.source}" if not bench.source.endswith("configs/bench_quality.yaml") else ""),
-        "seconds": seconds, "machine": _machine(), "workers": bench.workers, "threads": bench.threads,
+        "seconds": seconds, "machine": machine_facts(), "workers": bench.workers, "threads": bench.threads,
         "seeds": list(bench.seeds), "search": [list(c) for c in bench.search], "reference": bench.reference,
         "roles": roles,
         "datasets": {ds.name: dataset_facts(final, ds.name) for ds in bench.datasets},

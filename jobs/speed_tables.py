@@ -1,0 +1,159 @@
+"""The ``bench-speed`` report: per case examples/s, tower GFLOP/s against the matmul peak, memory; the
+targets as ratios from the one run; JSON, Markdown and a log-log PNG of examples/s against history length.
+
+Targets (all ratios of numbers measured in the same run):
+- ``pyramid / mean, same reads``: the Pyramid Mixer model over the largest pyramid layout trains at >= 0.8x
+  the mean-pooling model over the same layout (same embedding reads, near-zero tower);
+- ``pyramid tower / fp32 peak``: the pyramid's tower (largest layout) reaches >= 50 % of the matmul peak;
+- ``pyramid / sasrec@512`` >= 6 and ``pyramid / sasrec@2048`` >= 40: training examples/s of the pyramid
+  model (largest layout) over the SASRec-style model at full resolution;
+- ``tower time, largest / smallest layout`` <= 1.2 (same token count: flat in history);
+- ``loader / pyramid training`` >= 3: the loader is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from pyramid_mixer.jobs.bench_tables import machine_facts
+
+
+def _find(results: List[Dict[str, Any]], name: str, behaviours: int) -> Optional[Dict[str, Any]]:
+    return next((r for r in results if r["name"] == name and r["behaviours"] == behaviours), None)
+
+
+def _target(name: str, value: Optional[float], goal: float, at_least: bool, why: str) -> Dict[str, Any]:
+    met = None if value is None else (value >= goal if at_least else value <= goal)
+    return {"target": name, "value": value, "goal": f"{'>=' if at_least else '<='} {goal:g}", "met": met,
+            "what": why}
+
+
+def targets(results: List[Dict[str, Any]], peaks: Dict[str, float], loader: Dict[str, Any],
+            largest: int, smallest: int) -> List[Dict[str, Any]]:
+    """The issue's targets, each a ratio of two measurements of this run (None where a case is missing)."""
+    pyr, pyr_small = _find(results, "pyramid_mixer", largest), _find(results, "pyramid_mixer", smallest)
+    mean_same = _find(results, "mean (pyramid layout)", largest)
+
+    def train(r: Optional[Dict[str, Any]]) -> Optional[float]:
+        return None if r is None else r["train"]["examples_per_s"]
+
+    def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return None if a is None or b is None else a / b
+
+    out = [
+        _target("pyramid / mean pooling, same embedding reads", ratio(train(pyr), train(mean_same)), 0.8, True,
+                f"training examples/s over {largest} behaviours"),
+        _target("pyramid tower / fp32 matmul peak",
+                ratio(pyr and pyr["tower_alone"]["fp32"]["gflops"], peaks["fp32"]), 0.5, True,
+                "tower forward + backward GFLOP/s (FLOPs counted from shapes)"),
+    ]
+    for n, goal in ((512, 6.0), (2048, 40.0)):
+        out.append(_target(f"pyramid / sasrec@{n}", ratio(train(pyr), train(_find(results, "sasrec", n))), goal,
+                           True, f"training examples/s, pyramid over {largest} behaviours"))
+    out.append(_target(f"pyramid tower time, {largest} / {smallest} behaviours",
+                       ratio(pyr and pyr["tower_alone"]["fp32"]["seconds"],
+                             pyr_small and pyr_small["tower_alone"]["fp32"]["seconds"]), 1.2, False,
+                       "same token count; the tower alone, fp32"))
+    out.append(_target("loader / pyramid training", ratio(loader["rows_per_s"], train(pyr)), 3.0, True,
+                       f"loader rows/s against training examples/s, {largest} behaviours"))
+    return out
+
+
+def _fmt(x: Optional[float], digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def markdown(data: Dict[str, Any]) -> str:
+    m = data["machine"]
+    peaks = data["matmul_peak_gflops"]
+    lines = [
+        "# Speed: towers against history length",
+        "",
+        f"Made by `{data['command']}` in {data['seconds'] / 60:.1f} min on {m['cpus']} CPUs ({m['processor']}), "
+        f"{data['threads']} thread(s) per measurement; torch {m['versions']['torch']}, torchrec "
+        f"{m['versions']['torchrec']}, fbgemm-gpu-cpu {m['versions']['fbgemm-gpu-cpu']}, pyarrow "
+        f"{m['versions']['pyarrow']}. Batch {data['batch_size']}; medians of up to {data['repeats']} steps after "
+        f"{data['warmup']} warm-up steps. Matmul peak ({data['matmul_size']}^3, same run): fp32 "
+        f"{peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.",
+        "",
+        "## Targets (ratios from this run)",
+        "",
+        "| target | measured | goal | met | of what |",
+        "|---|---:|---:|---|---|",
+    ]
+    for t in data["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['goal']} | {met} | {t['what']} |")
+    lines += [
+        "",
+        "## Cases",
+        "",
+        "Train / eval: the full model (embedding bags with the fused optimizer, tower, over arch). Tower: the "
+        "tower alone, forward + backward, fp32 and bf16 autocast, and its share of the fp32 peak.",
+        "",
+        "| case | behaviours | tokens | train ex/s | eval ex/s | tower ms fp32 | tower ms bf16 | tower GFLOP/s fp32 "
+        "| % of fp32 peak | tower GFLOP/s bf16 | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["cases"]:
+        t = r["tower_alone"]
+        lines.append(
+            f"| {r['name']} | {r['behaviours']:,} | {r['tokens']} | {r['train']['examples_per_s']:,.0f} | "
+            f"{r['eval']['examples_per_s']:,.0f} | {t['fp32']['seconds'] * 1e3:,.1f} | "
+            f"{t['bf16']['seconds'] * 1e3:,.1f} | {t['fp32']['gflops']:,.1f} | "
+            f"{100 * t['fp32']['gflops'] / peaks['fp32']:.0f} % | {t['bf16']['gflops']:,.1f} | "
+            f"{r['peak_rss_bytes'] / 2**20:,.0f} |"
+        )
+    ld = data["loader"]
+    lines += [
+        "",
+        f"Loader (Parquet -> batch, in-process, {ld['workers']} worker processes): {ld['rows_per_s']:,.0f} rows/s "
+        f"over {ld['rows']:,} rows of {ld['behaviours']:,} behaviours (batch {ld['batch_size']}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: Dict[str, Any], path: Path) -> None:
+    """Training examples/s against behaviours read, log-log, one line per case name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    names = list(dict.fromkeys(r["name"] for r in data["cases"]))
+    for name in names:
+        rows = sorted((r for r in data["cases"] if r["name"] == name), key=lambda r: r["behaviours"])
+        style = "-o" if name == "pyramid_mixer" else "--." if name.startswith("mean (") else "-."
+        ax.plot([r["behaviours"] for r in rows], [r["train"]["examples_per_s"] for r in rows], style, label=name,
+                lw=2.5 if name == "pyramid_mixer" else 1.2)
+    ax.set(xscale="log", yscale="log", xlabel="behaviours read per example", ylabel="training examples/s",
+           title=f"training throughput, batch {data['batch_size']}, {data['threads']} thread(s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_results(cfg: Any, peaks: Dict[str, float], results: List[Dict[str, Any]], loader: Dict[str, Any],
+                  seconds: float) -> Dict[str, Any]:
+    """Writes ``out_dir/speed.{json,md,png}``; returns the JSON data plus a ``markdown_summary``."""
+    default = cfg.source.endswith("configs/bench_speed.yaml")
+    data: Dict[str, Any] = {
+        "command": "python -m pyramid_mixer.jobs.bench_speed" + ("" if default else f" --config {cfg.source}"),
+        "seconds": seconds, "machine": machine_facts(), "threads": cfg.threads, "batch_size": cfg.batch_size,
+        "warmup": cfg.warmup, "repeats": cfg.repeats, "matmul_size": cfg.matmul_size,
+        "matmul_peak_gflops": peaks, "cases": results, "loader": loader,
+        "targets": targets(results, peaks, loader, cfg.largest.coverage, cfg.smallest.coverage),
+    }
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(data, indent=1))
+    text = markdown(data)
+    (out / "speed.md").write_text(text)
+    plot(data, out / "speed.png")
+    data["markdown_summary"] = text + f"\nwritten: {out / 'speed.md'}, speed.json, speed.png"
+    return data
