@@ -115,7 +115,7 @@ def matmul_peak(n: int, dtype: torch.dtype, threads: int, repeats: int = 5) -> f
 def _job_config(cfg: SpeedConfig, case: SpeedCase):  # type: ignore[no-untyped-def]
     job = load_config(None)
     model = dataclasses.replace(job.model, layout=case.layout, levels=0, tower_kind=case.tower)
-    train = dataclasses.replace(job.train, batch_size=cfg.batch_size, pipeline=False, threads=cfg.threads)
+    train = dataclasses.replace(job.train, batch_size=case.batch_size, pipeline=False, threads=cfg.threads)
     return dataclasses.replace(job, model=model, train=train)
 
 
@@ -124,7 +124,7 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, spec: FeatureSpec) -> Dict[
     in fp32 and under bf16 autocast."""
     job = _job_config(cfg, case)
     tower = make_tower(case.tower, job.model.tower_config(spec), job.model.baseline_config(spec))
-    B, S, F, D = cfg.batch_size, case.tokens, spec.num_token_features, spec.sequence_dim
+    B, S, F, D = case.batch_size, case.tokens, spec.num_token_features, spec.sequence_dim
     tokens = torch.randn(B, S, F, D, requires_grad=True)
     mask = torch.ones(B, S, dtype=torch.bool)
     target = torch.randn(B, len(spec.target), D)
@@ -152,7 +152,7 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
     spec = resolve_spec(cfg.spec)
     env = init_distributed()
     built = build(_job_config(cfg, case), spec, env)
-    B = cfg.batch_size
+    B = case.batch_size
     table = full_history_logs(3 * B, case.behaviours)
     builder = BatchBuilder(spec, case.layout)
     batches = itertools.cycle([builder.build(table.slice(i * B, B)) for i in range(3)])
@@ -164,7 +164,7 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
         eval_s, eval_runs = timed(lambda: built.dmp(next(batches)), cfg.warmup, cfg.repeats, cfg.max_seconds)
     tower = measure_tower(cfg, case, spec)
     return {
-        "name": case.name, "tower": case.tower, "behaviours": case.behaviours, "tokens": case.tokens,
+        "name": case.name, "tower": case.tower, "behaviours": case.behaviours, "tokens": case.tokens, "batch": B,
         "levels": [dataclasses.asdict(lv) for lv in case.layout.levels],
         "parameters": built.num_parameters,
         "train": {"seconds": train_s, "runs": train_runs, "examples_per_s": B / train_s},

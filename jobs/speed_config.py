@@ -9,10 +9,10 @@ limit the pyramid is held against. ``jobs/configs/bench_speed.yaml`` is the defa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
@@ -26,6 +26,7 @@ class SpeedCase:
     name: str
     tower: str
     layout: PyramidLayout
+    batch_size: int = 512
 
     @property
     def behaviours(self) -> int:
@@ -53,6 +54,9 @@ class SpeedConfig:
         lengths: history lengths the baselines read at full resolution.
         pyramids: the Pyramid Mixer's layouts (the mean-pooling tower runs over each too).
         matmul_size: n of the ``n X n @ n X n`` product that measures the machine's matmul peak.
+        case_batch: smaller batches for cases that cannot run at ``batch_size`` here, by ``"name@behaviours"``
+            (e.g. ``sasrec@2048``: its attention mask alone is ``B X 2048 X 2048`` floats, 8.6 GB at 512 rows);
+            examples/s is per example, and the report names each case's batch.
         loader_rows: rows of the Parquet file the loader is timed on (histories as long as the largest layout).
         isolate: one fresh process per case, so that its peak memory (RSS) is its own; False runs every case
             in this process (faster; the smoke test) and reports this process's peak.
@@ -68,6 +72,7 @@ class SpeedConfig:
     towers: Tuple[str, ...] = ("mean", "din", "sasrec", "gru", "mixer", "mlp4rec")
     lengths: Tuple[int, ...] = (32, 128, 512, 2048)
     pyramids: Tuple[PyramidLayout, ...] = ()
+    case_batch: Dict[str, int] = field(default_factory=dict)
     matmul_size: int = 2048
     loader_rows: int = 4096
     isolate: bool = True
@@ -82,6 +87,10 @@ class SpeedConfig:
         for name in ("batch_size", "repeats", "matmul_size", "loader_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"bench-speed config: {name}={getattr(self, name)} must be >= 1")
+        unknown_cases = set(self.case_batch) - {f"{c.name}@{c.behaviours}" for c in self.cases()}
+        if unknown_cases or min(self.case_batch.values(), default=1) < 1:
+            raise ConfigError(f"bench-speed config: case_batch {self.case_batch}: {sorted(unknown_cases)} name no "
+                              "case, or a batch is < 1; keys are name@behaviours, e.g. sasrec@2048")
         if self.warmup < 0 or self.threads < 1 or min(self.lengths, default=1) < 1:
             raise ConfigError("bench-speed config: warmup >= 0, threads >= 1 and lengths >= 1 are required")
 
@@ -96,7 +105,7 @@ class SpeedConfig:
         for layout in self.pyramids:
             out.append(SpeedCase("pyramid_mixer", "pyramid_mixer", layout))
             out.append(SpeedCase("mean (pyramid layout)", "mean", layout))
-        return out
+        return [replace(c, batch_size=self.case_batch.get(f"{c.name}@{c.behaviours}", self.batch_size)) for c in out]
 
     @property
     def largest(self) -> PyramidLayout:

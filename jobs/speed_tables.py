@@ -93,16 +93,16 @@ def markdown(data: Dict[str, Any]) -> str:
         "Train / eval: the full model (embedding bags with the fused optimizer, tower, over arch). Tower: the "
         "tower alone, forward + backward, fp32 and bf16 autocast, and its share of the fp32 peak.",
         "",
-        "| case | behaviours | tokens | train ex/s | eval ex/s | tower ms fp32 | tower ms bf16 | tower GFLOP/s fp32 "
-        "| % of fp32 peak | tower GFLOP/s bf16 | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | behaviours | tokens | batch | train ex/s | eval ex/s | tower ms fp32 | tower ms bf16 "
+        "| tower GFLOP/s fp32 | % of fp32 peak | tower GFLOP/s bf16 | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["cases"]:
         t = r["tower_alone"]
         lines.append(
-            f"| {r['name']} | {r['behaviours']:,} | {r['tokens']} | {r['train']['examples_per_s']:,.0f} | "
-            f"{r['eval']['examples_per_s']:,.0f} | {t['fp32']['seconds'] * 1e3:,.1f} | "
-            f"{t['bf16']['seconds'] * 1e3:,.1f} | {t['fp32']['gflops']:,.1f} | "
+            f"| {r['name']} | {r['behaviours']:,} | {r['tokens']} | {r['batch']} | "
+            f"{r['train']['examples_per_s']:,.0f} | {r['eval']['examples_per_s']:,.0f} | "
+            f"{t['fp32']['seconds'] * 1e3:,.1f} | {t['bf16']['seconds'] * 1e3:,.1f} | {t['fp32']['gflops']:,.1f} | "
             f"{100 * t['fp32']['gflops'] / peaks['fp32']:.0f} % | {t['bf16']['gflops']:,.1f} | "
             f"{r['peak_rss_bytes'] / 2**20:,.0f} |"
         )

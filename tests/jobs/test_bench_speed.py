@@ -45,7 +45,7 @@ def test_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -> 
     saved = json.loads((tmp_path / "out" / "speed.json").read_text())
     assert saved["targets"] == data["targets"] and saved["machine"]["versions"]["torch"]
     text = (tmp_path / "out" / "speed.md").read_text()
-    assert "| pyramid_mixer | 14 | 6 |" in text and "Matmul peak" in text
+    assert "| pyramid_mixer | 14 | 6 | 8 |" in text and "Matmul peak" in text
     assert (tmp_path / "out" / "speed.png").stat().st_size > 0
 
 
@@ -87,3 +87,7 @@ def test_config_checks_and_the_packaged_config() -> None:
         SpeedConfig(towers=("transformer",), pyramids=(SMALL,))
     with pytest.raises(ConfigError, match="pyramids"):
         SpeedConfig()
+    batches = {(c.name, c.behaviours): c.batch_size for c in cfg.cases()}
+    assert batches[("sasrec", 2048)] == 32 and batches[("sasrec", 512)] == cfg.batch_size == 512
+    with pytest.raises(ConfigError, match="name@behaviours"):
+        SpeedConfig(pyramids=(SMALL,), case_batch={"sasrec@100": 8})
