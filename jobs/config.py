@@ -47,8 +47,11 @@ class DataConfig:
     on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
     max_bad_fraction: float = 0.1  # reject: a pass with a larger rejected share of its rows fails
     on_bad_files: str = "fail"  # fail: an unreadable Parquet file is an error; skip: left out and counted
+    prefetch: int = 2  # batches built ahead by a background thread (0: built in the training thread)
 
     def __post_init__(self) -> None:
+        if self.prefetch < 0:
+            raise ConfigError(f"data.prefetch={self.prefetch}: batches read ahead must be >= 0 (0: none)")
         try:
             self.bad_row_policy()
         except ValueError as e:

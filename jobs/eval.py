@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
@@ -51,11 +52,12 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv) -> Predictions:
-    """Scores this rank's share of ``reader``; every rank gets all ranks' predictions, in rank order."""
+def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, depth: int = 0) -> Predictions:
+    """Scores this rank's share of ``reader`` (``depth`` batches built ahead by a background thread); every
+    rank gets all ranks' predictions, in rank order."""
     dmp.eval()
     parts: List[List[np.ndarray]] = []
-    bar = tqdm(reader, desc="eval", unit="batch", disable=not env.is_main, leave=False)
+    bar = tqdm(prefetch(reader, depth), desc="eval", unit="batch", disable=not env.is_main, leave=False)
     for batch, real in lockstep(bar, env, reader.sample_batch):
         _, (_, logits, labels, _) = dmp(batch.to(env.device))
         if real:
@@ -123,7 +125,7 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
                           "data.test (explicit paths) in the config")
     reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size,
                                 rank=env.rank, world_size=env.world_size)
-    preds = predict(dmp, reader, env)
+    preds = predict(dmp, reader, env, config.data.prefetch)
     report = report_for(preds, spec, sum_stats(reader.stats, env), split)
     report.extra["source"] = srcs[split].description
     run_dir = Path(config.run_dir)

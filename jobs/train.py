@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
+from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -108,7 +109,8 @@ def train(config: JobConfig) -> TrainResult:
     with StopRequest() as stop:
         for epoch in range(first_epoch, config.train.epochs + 1):
             epoch_steps = skip if epoch == first_epoch else 0
-            bar = tqdm(reader, total=total_batches, initial=epoch_steps, desc=f"epoch {epoch}/{config.train.epochs}",
+            ahead = prefetch(reader, config.data.prefetch)  # the next batches are built while this one trains
+            bar = tqdm(ahead, total=total_batches, initial=epoch_steps, desc=f"epoch {epoch}/{config.train.epochs}",
                        unit="batch", disable=not env.is_main)
             reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
             reader.skip_batches = epoch_steps  # and a resumed run skips the steps it took before its stop
@@ -134,10 +136,12 @@ def train(config: JobConfig) -> TrainResult:
                     log.info("checkpoint %s", save(epoch - 1, epoch_steps, epoch_rows))
                 if stopping:
                     bar.close()
+                    ahead.close()
                     raise Stopped(f"stopped by {stop.signal_name} after {result.steps} steps" + (
                         "; the last checkpoint holds this position: rerun the same command to resume"
                         if config.train.checkpoint else " (train.checkpoint is off: nothing was saved)"))
             bar.close()
+            ahead.close()  # a cut pass: the read-ahead thread stops here, not when garbage-collected
             stepper.detach()
             cut = bool(config.train.max_steps) and result.steps >= config.train.max_steps and not reader.pass_complete
             result.epochs += 0 if cut else 1
