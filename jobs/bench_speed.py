@@ -93,21 +93,24 @@ def full_history_logs(rows: int, history: int, seed: int = 0) -> pa.Table:
 def timed(fn: Callable[[], Any], warmup: int, repeats: int, max_seconds: float) -> Tuple[float, int]:
     """Median seconds of ``fn`` over up to ``repeats`` calls after ``warmup`` untimed ones; stops early once
     ``max_seconds`` have gone by and ``MIN_REPEATS`` calls are timed. Returns (median, calls timed)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)  # GPU work is asynchronous
     for _ in range(warmup):
         fn()
     times: List[float] = []
     start = time.perf_counter()
     while len(times) < repeats and (len(times) < MIN_REPEATS or time.perf_counter() - start < max_seconds):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), len(times)
 
 
-def matmul_peak(n: int, dtype: torch.dtype, threads: int, repeats: int = 5) -> float:
-    """GFLOP/s of ``n X n @ n X n`` in ``dtype`` with ``threads`` threads (median of ``repeats``)."""
+def matmul_peak(n: int, dtype: torch.dtype, threads: int, device: torch.device, repeats: int = 5) -> float:
+    """GFLOP/s of ``n X n @ n X n`` in ``dtype`` on ``device`` with ``threads`` threads (median of ``repeats``)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     seconds, _ = timed(lambda: torch.mm(a, b), 1, repeats, 60.0)
     return 2 * n**3 / seconds / 1e9
 
@@ -119,15 +122,15 @@ def _job_config(cfg: SpeedConfig, case: SpeedCase):  # type: ignore[no-untyped-d
     return dataclasses.replace(job, model=model, train=train)
 
 
-def measure_tower(cfg: SpeedConfig, case: SpeedCase, spec: FeatureSpec) -> Dict[str, Any]:
+def measure_tower(cfg: SpeedConfig, case: SpeedCase, spec: FeatureSpec, device: torch.device) -> Dict[str, Any]:
     """The tower alone, forward + backward on random tokens (every slot real): seconds, FLOPs, GFLOP/s,
     in fp32 and under bf16 autocast."""
     job = _job_config(cfg, case)
-    tower = make_tower(case.tower, job.model.tower_config(spec), job.model.baseline_config(spec))
+    tower = make_tower(case.tower, job.model.tower_config(spec), job.model.baseline_config(spec)).to(device)
     B, S, F, D = case.batch_size, case.tokens, spec.num_token_features, spec.sequence_dim
-    tokens = torch.randn(B, S, F, D, requires_grad=True)
-    mask = torch.ones(B, S, dtype=torch.bool)
-    target = torch.randn(B, len(spec.target), D)
+    tokens = torch.randn(B, S, F, D, device=device, requires_grad=True)
+    mask = torch.ones(B, S, dtype=torch.bool, device=device)
+    target = torch.randn(B, len(spec.target), D, device=device)
 
     def step() -> None:
         tower.zero_grad(set_to_none=True)
@@ -139,7 +142,7 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, spec: FeatureSpec) -> Dict[
     flops = counter.get_total_flops()
     out: Dict[str, Any] = {"flops": flops}
     for dtype in ("fp32", "bf16"):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             seconds, runs = timed(step, cfg.warmup, cfg.repeats, cfg.max_seconds)
         out[dtype] = {"seconds": seconds, "runs": runs, "gflops": flops / seconds / 1e9}
     return out
@@ -155,14 +158,14 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
     B = case.batch_size
     table = full_history_logs(3 * B, case.behaviours)
     builder = BatchBuilder(spec, case.layout)
-    batches = itertools.cycle([builder.build(table.slice(i * B, B)) for i in range(3)])
+    batches = itertools.cycle([builder.build(table.slice(i * B, B)).to(env.device) for i in range(3)])
     loop = PlainLoop(built.dmp, built.optimizer, env.device)
     built.dmp.train()
     train_s, train_runs = timed(lambda: loop.progress(batches), cfg.warmup, cfg.repeats, cfg.max_seconds)
     built.dmp.eval()
     with torch.no_grad():
         eval_s, eval_runs = timed(lambda: built.dmp(next(batches)), cfg.warmup, cfg.repeats, cfg.max_seconds)
-    tower = measure_tower(cfg, case, spec)
+    tower = measure_tower(cfg, case, spec, env.device)
     return {
         "name": case.name, "tower": case.tower, "behaviours": case.behaviours, "tokens": case.tokens, "batch": B,
         "levels": [dataclasses.asdict(lv) for lv in case.layout.levels],
@@ -171,6 +174,7 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
         "eval": {"seconds": eval_s, "runs": eval_runs, "examples_per_s": B / eval_s},
         "tower_alone": tower,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_device_bytes": torch.cuda.max_memory_allocated() if env.device.type == "cuda" else None,
     }
 
 
@@ -201,8 +205,9 @@ def measure_loader(cfg: SpeedConfig, spec: FeatureSpec, layout: PyramidLayout) -
 def run_bench(cfg: SpeedConfig) -> Dict[str, Any]:
     """Measures every case, the matmul peaks and the loader; writes ``out_dir/speed.{json,md,png}``."""
     start = time.perf_counter()
-    peaks = {"fp32": matmul_peak(cfg.matmul_size, torch.float32, cfg.threads),
-             "bf16": matmul_peak(cfg.matmul_size, torch.bfloat16, cfg.threads)}
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    peaks = {"fp32": matmul_peak(cfg.matmul_size, torch.float32, cfg.threads, device),
+             "bf16": matmul_peak(cfg.matmul_size, torch.bfloat16, cfg.threads, device)}
     log.info("matmul peak with %d thread(s): fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s", cfg.threads,
              peaks["fp32"], peaks["bf16"])
     cases = cfg.cases()
