@@ -33,10 +33,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from tqdm import tqdm
 
-from pyramid_mixer.features.config_io import ConfigError, to_dict
+from pyramid_mixer.features.config_io import to_dict
+from pyramid_mixer.jobs.bench_common import bench_main
 from pyramid_mixer.jobs.bench_config import BenchConfig, BenchDataset, load_bench_config
 from pyramid_mixer.jobs.bench_tables import write_results
-from pyramid_mixer.jobs.cli import run_main, setup_logging
+from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import load_config
 
 log = logging.getLogger(__name__)
@@ -224,22 +225,8 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="pmx-bench-quality", description=__doc__.strip().splitlines()[0],
-                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None,
-                   help="benchmark YAML (default: the packaged pyramid_mixer/jobs/configs/bench_quality.yaml)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override benchmark config values, e.g. --set seeds=[0] workers=1")
-    args = p.parse_args(argv)
-    setup_logging()
-    try:
-        bench = load_bench_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
-    out = run_bench(bench)
-    print(out["markdown_summary"])
+    bench_main(argv, "pmx-bench-quality", __doc__, "bench_quality.yaml", "seeds=[0] workers=1", load_bench_config,
+               run_bench)
 
 
 if __name__ == "__main__":

@@ -37,14 +37,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
-from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
 from pyramid_mixer.features.synthetic import SCHEMA
 from pyramid_mixer.features.tokens import PyramidLayout
+from pyramid_mixer.jobs.bench_common import bench_main
 from pyramid_mixer.jobs.build import build
-from pyramid_mixer.jobs.cli import run_main, setup_logging
+from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.jobs.speed_config import SpeedCase, SpeedConfig, load_speed_config
@@ -235,22 +235,8 @@ def _run(cfg: SpeedConfig, cases: List[SpeedCase]):  # type: ignore[no-untyped-d
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="pmx-bench-speed", description=__doc__.strip().splitlines()[0],
-                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None,
-                   help="benchmark YAML (default: the packaged pyramid_mixer/jobs/configs/bench_speed.yaml)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override benchmark config values, e.g. --set batch_size=256 repeats=5")
-    args = p.parse_args(argv)
-    setup_logging()
-    try:
-        cfg = load_speed_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
-    out = run_bench(cfg)
-    print(out["markdown_summary"])
+    bench_main(argv, "pmx-bench-speed", __doc__, "bench_speed.yaml", "batch_size=256 repeats=5", load_speed_config,
+               run_bench)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,11 @@ each ablation's change, each against the seed spread (the larger of the two stan
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
+
+from pyramid_mixer.jobs.bench_common import machine_facts, write_report
 
 METRICS = ("auc", "uauc", "gauc")
 
@@ -75,18 +73,6 @@ def findings(table: Dict[str, Dict[str, Any]], roles: Dict[str, str], reference:
             f[f"{m}_spread"] = max(a["std"], b["std"])
         out.append(f)
     return out
-
-
-def machine_facts() -> Dict[str, Any]:
-    """Platform, processor, CPU count, Python and the versions of the libraries the benchmarks time."""
-    versions = {}
-    for pkg in ("torch", "torchrec", "fbgemm-gpu-cpu", "pyarrow"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "versions": versions}
 
 
 def _pm(x: Dict[str, float]) -> str:
@@ -191,11 +177,4 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
         "search_trials": [{"dataset": r["dataset"], "variant": r["variant"], "candidate": r["candidate"],
                            "valid_click_auc": _first(r["splits"]["valid"])["auc"]} for r in search],
     }
-    out = Path(bench.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(data, indent=1))
-    text = markdown(data)
-    (out / "quality.md").write_text(text)
-    plot(data, out / "quality.png")
-    data["markdown_summary"] = text + f"\nwritten: {out / 'quality.md'}, quality.json, quality.png"
-    return data
+    return write_report(bench.out_dir, "quality", data, markdown, plot)

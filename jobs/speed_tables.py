@@ -13,11 +13,10 @@ Targets (all ratios of numbers measured in the same run):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pyramid_mixer.jobs.bench_tables import machine_facts
+from pyramid_mixer.jobs.bench_common import machine_facts, write_report
 
 
 def _find(results: List[Dict[str, Any]], name: str, behaviours: int) -> Optional[Dict[str, Any]]:
@@ -149,11 +148,4 @@ def write_results(cfg: Any, peaks: Dict[str, float], results: List[Dict[str, Any
         "matmul_peak_gflops": peaks, "cases": results, "loader": loader,
         "targets": targets(results, peaks, loader, cfg.largest.coverage, cfg.smallest.coverage),
     }
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(data, indent=1))
-    text = markdown(data)
-    (out / "speed.md").write_text(text)
-    plot(data, out / "speed.png")
-    data["markdown_summary"] = text + f"\nwritten: {out / 'speed.md'}, speed.json, speed.png"
-    return data
+    return write_report(cfg.out_dir, "speed", data, markdown, plot)

@@ -13,6 +13,18 @@ from pyramid_mixer.features import synthetic
 
 # The generator's schema without stay_time (the default spec does not read it) and without the finish and
 # like true probabilities, so that only the click label has an oracle column.
+# A model and a run small enough to train two epochs of a few hundred rows in seconds (fault and resume tests).
+TINY_TRAIN_OVERRIDES = [
+    "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 12, group: 4}]",
+    "model.tower.out_dim=16",
+    "model.over_arch.hidden=[16]",
+    "train.batch_size=16",
+    "train.epochs=2",
+    "train.shuffle_rows=64",
+    "train.threads=1",
+    "data.eval_days=2",
+]
+
 SCHEMA = pa.schema([f for f in synthetic.SCHEMA if f.name not in ("stay_time", "finish_prob", "like_prob")])
 
 

@@ -24,7 +24,7 @@ from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.train import train
-from tests.logs import SCHEMA, random_rows, write_rows
+from tests.logs import SCHEMA, TINY_TRAIN_OVERRIDES, random_rows, write_rows
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
 ITEM_ROWS = 64  # fewer rows than the fixture's ~500 distinct items: the module must evict
@@ -137,16 +137,7 @@ def test_spec_checks() -> None:
     assert managed_ids(default_spec(), LAYOUT) is None
 
 
-OVERRIDES = [
-    "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 12, group: 4}]",
-    "model.tower.out_dim=16",
-    "model.over_arch.hidden=[16]",
-    "train.batch_size=16",
-    "train.epochs=2",
-    "train.shuffle_rows=64",
-    "train.threads=1",
-    "data.eval_days=2",
-]
+OVERRIDES = TINY_TRAIN_OVERRIDES
 
 
 def write_managed_spec(path: Path) -> Path:

@@ -25,18 +25,9 @@ from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.stop import EXIT_STATUS
 from pyramid_mixer.jobs.train import train
-from tests.logs import random_rows, write_rows
+from tests.logs import TINY_TRAIN_OVERRIDES, random_rows, write_rows
 
-OVERRIDES = [
-    "model.layout.levels=[{start: 0, end: 4, group: 1}, {start: 4, end: 12, group: 4}]",
-    "model.tower.out_dim=16",
-    "model.over_arch.hidden=[16]",
-    "train.batch_size=16",
-    "train.epochs=2",
-    "train.shuffle_rows=64",
-    "train.threads=1",
-    "data.eval_days=2",
-]
+OVERRIDES = TINY_TRAIN_OVERRIDES
 
 
 @pytest.fixture(scope="module")
