@@ -12,7 +12,7 @@ values in KJT order. Everything is numpy on whole columns; there is no per-row P
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,8 @@ def hash_ids(ids: np.ndarray, num_embeddings: int, hashing: str) -> np.ndarray:
     """Maps int64 ids to ``[0, num_embeddings)``: ``modulo`` (non-negative ids) or ``hash`` (SplitMix64, any
     id); ``num_embeddings=ID_SPACE`` keeps ids distinct for a managed-collision table."""
     if hashing == "modulo":
+        if ids.size == 0 or (ids.min() >= 0 and ids.max() < num_embeddings):
+            return ids  # already rows: two cheap passes instead of a division per id
         return np.mod(ids, num_embeddings)
     z = ids.astype(np.int64).view(np.uint64) + _SPLITMIX_1
     z = (z ^ (z >> np.uint64(30))) * _SPLITMIX_2
@@ -76,9 +78,22 @@ def _np(arr: pa.ChunkedArray) -> np.ndarray:
 def _flat_list(arr: pa.ChunkedArray) -> Tuple[np.ndarray, np.ndarray]:
     """(lengths, flat values) of a list column; ``list_flatten`` respects slices (``.values`` does not)."""
     combined = arr.combine_chunks()
-    lengths = pc.list_value_length(combined).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.list_flatten(combined).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.list_value_length(combined).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    values = pc.list_flatten(combined).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return lengths, values
+
+
+def _run_order(key: np.ndarray, counts: np.ndarray, S: int, B: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` in O(n) for keys ``slot * B + row`` that arrive row by row with
+    each row's slots non-decreasing (position mode), so that every key is one contiguous run: each element
+    moves to its key's start in slot-major order plus its rank within its run."""
+    by_row = counts.reshape(S, B).T.ravel()  # the same counts in input order: key (s, r) at index r * S + s
+    run_start = (np.cumsum(by_row) - by_row).reshape(B, S).T.ravel()  # each key's input start, by key
+    out_start = np.cumsum(counts) - counts
+    dest = out_start[key] + (np.arange(key.size) - run_start[key])
+    order = np.empty(key.size, dtype=np.int64)
+    order[dest] = np.arange(key.size)
+    return order
 
 
 class BatchBuilder:
@@ -124,27 +139,37 @@ class BatchBuilder:
         row = np.repeat(np.arange(B), hist_len)
         starts = np.cumsum(hist_len) - hist_len
         position = np.arange(times.size) - starts[row]
-        keep = position < self.cap
-        row, position, times = row[keep], position[keep], times[keep]
-        request_time = _np(table.column(spec.request_time)).astype(np.int64)
+        # ``sel``: the flat behaviours that land in a token slot (None: all of them, the usual case); each id
+        # column is gathered once, by ``sel`` composed with the KJT order, never filtered step by step
+        sel: Optional[np.ndarray] = None
+        if hist_len.max(initial=0) > self.cap:
+            sel = np.flatnonzero(position < self.cap)
+            row, position, times = row[sel], position[sel], times[sel]
+        request_time = _np(table.column(spec.request_time)).astype(np.int64, copy=False)
         age = request_time[row] - times
         if self.layout.mode == "position":
             slot = slot_of_position(self.layout, position)
         else:
             slot = slot_of_age(self.layout, row, position, age)
-        covered = slot >= 0
-        key = slot[covered] * B + row[covered]
-        order = np.argsort(key, kind="stable")  # KJT order: slot-major, then row
+        if slot.size and slot.min() < 0:
+            covered = np.flatnonzero(slot >= 0)
+            sel = covered if sel is None else sel[covered]
+            slot, row, age = slot[covered], row[covered], age[covered]
+        key = slot * B + row
         S = self.layout.num_slots
         slot_lengths = np.bincount(key, minlength=S * B).astype(np.int64)  # S*B, slot-major
+        if self.layout.mode == "position":  # KJT order: slot-major, then row
+            order = _run_order(key, slot_lengths, S, B)
+        else:
+            order = np.argsort(key, kind="stable")
+        take = order if sel is None else sel[order]
 
         for f in spec.sequence.fields:
             _, ids = _flat_list(table.column(f.column))
-            ids = hash_ids(ids[keep][covered], table_rows(self.tables[f.table]), f.hashing)
-            values.append(ids[order])
+            values.append(hash_ids(ids[take], table_rows(self.tables[f.table]), f.hashing))
             lengths.append(slot_lengths)
         gap_rows = self.tables[spec.sequence.time_gap_table].num_embeddings
-        values.append(time_gap_bucket(age[covered], gap_rows)[order])
+        values.append(time_gap_bucket(age[order], gap_rows))
         lengths.append(slot_lengths)
 
         kjt = KeyedJaggedTensor.from_lengths_sync(

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -99,14 +100,25 @@ def single_level(total_tokens: int) -> PyramidLayout:
 
 
 def slot_of_position(layout: PyramidLayout, positions: np.ndarray) -> np.ndarray:
-    """Slot index of each history position (position mode), -1 where no level covers it."""
-    slots = np.full(positions.shape, -1, dtype=np.int64)
+    """Slot index of each history position (position mode), -1 where no level covers it.
+
+    One gather from the layout's position -> slot table (``coverage + 1`` entries, the last -1 for every
+    position beyond the coverage), whatever the level count.
+    """
+    table = _slot_table(layout)
+    return table[np.clip(positions, -1, layout.coverage)]
+
+
+@functools.lru_cache(maxsize=16)
+def _slot_table(layout: PyramidLayout) -> np.ndarray:
+    """``table[p]``: the slot of history position p for ``0 <= p < coverage``; -1 at ``coverage`` and at -1."""
+    table = np.full(layout.coverage + 2, -1, dtype=np.int64)
     offset = 0
     for lv in layout.levels:
-        inside = (positions >= lv.start) & (positions < lv.start + lv.tokens * lv.group)
-        slots[inside] = offset + (positions[inside] - lv.start) // lv.group
+        span = np.arange(lv.start, lv.start + lv.tokens * lv.group)
+        table[span] = offset + (span - lv.start) // lv.group
         offset += lv.tokens
-    return slots
+    return table
 
 
 def slot_of_age(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.kjt_builder import hash_ids
+from pyramid_mixer.features.kjt_builder import _run_order, hash_ids
 from pyramid_mixer.features.tokens import (
     LevelSpec,
     PyramidLayout,
@@ -69,3 +69,19 @@ def test_hashing() -> None:
     assert h.tolist() == hash_ids(ids, 1000, "hash").tolist()  # deterministic
     spread = np.bincount(hash_ids(np.arange(100_000, dtype=np.int64) * 1000, 100, "hash"), minlength=100)
     assert spread.min() > 800  # sequential ids spread evenly
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_run_order_is_the_stable_argsort_of_position_mode_keys(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    layout = PyramidLayout(levels=(LevelSpec(0, 3, 1), LevelSpec(3, 11, 2), LevelSpec(11, 35, 6)))
+    B = int(rng.integers(1, 9))
+    hist = rng.integers(0, 50, size=B)
+    row = np.repeat(np.arange(B), hist)
+    position = np.arange(row.size) - (np.cumsum(hist) - hist)[row]
+    slot = slot_of_position(layout, position)
+    keep = slot >= 0
+    key = slot[keep] * B + row[keep]
+    S = layout.num_slots
+    counts = np.bincount(key, minlength=S * B)
+    assert np.array_equal(_run_order(key, counts, S, B), np.argsort(key, kind="stable"))
