@@ -35,7 +35,7 @@ from torchrec.modules.mc_modules import LFU_EvictionPolicy, ManagedCollisionColl
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from pyramid_mixer.embeddings.tables import table_configs
-from pyramid_mixer.features.kjt_builder import kjt_keys
+from pyramid_mixer.features.kjt_builder import history_cap, kjt_keys
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 
@@ -59,7 +59,8 @@ class ManagedIds(nn.Module):
         if missing:
             raise ValueError(f"managed-collision features {missing} are not keys of the batch KJT")
         self.num_managed = len(managed)
-        self.order = [keys.index(f) for f in managed] + [i for i, k in enumerate(keys) if k not in set(managed)]
+        unmanaged = [i for i, k in enumerate(keys) if k not in set(managed)]
+        self.order = [keys.index(f) for f in managed] + unmanaged
 
     def forward(self, kjt: KeyedJaggedTensor) -> KeyedJaggedTensor:
         managed, rest = kjt.permute(self.order).split([self.num_managed, len(self.order) - self.num_managed])
@@ -73,9 +74,14 @@ MULTI_VALUED_IDS = 64
 def ids_per_row(spec: FeatureSpec, layout: PyramidLayout, table: str) -> int:
     """The most ids one row sends to ``table``: one per single-valued request feature, ``MULTI_VALUED_IDS``
     per multi-valued one, and the history cap per sequence field (each behaviour fills at most one slot)."""
-    history = min(spec.sequence.max_length, layout.coverage) if layout.mode == "position" else spec.sequence.max_length
+    history = history_cap(spec, layout)
     sparse = sum(MULTI_VALUED_IDS if f.multi_valued else 1 for f in spec.sparse if f.table == table)
     return sparse + history * sum(1 for f in spec.sequence.fields if f.table == table)
+
+
+def managed_tables(spec: FeatureSpec) -> List[str]:
+    """Names of the spec's tables marked ``managed_collision``."""
+    return [t.name for t in spec.tables if t.managed_collision]
 
 
 def managed_ids(
@@ -110,7 +116,7 @@ def managed_ids(
 
 def check_world(spec: FeatureSpec, world_size: int) -> None:
     """Raises ValueError when the spec has managed-collision tables and the job runs on several processes."""
-    managed = [t.name for t in spec.tables if t.managed_collision]
+    managed = managed_tables(spec)
     if managed and world_size > 1:
         raise ValueError(
             f"tables {managed} use managed_collision, which runs in one process here (TorchRec shards "

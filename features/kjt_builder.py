@@ -71,6 +71,13 @@ def kjt_keys(spec: FeatureSpec, layout: PyramidLayout) -> List[str]:
     return [f.name for f in spec.sparse] + [token_key(f, s) for f in token_feature_names(spec) for s in slots]
 
 
+def history_cap(spec: FeatureSpec, layout: PyramidLayout) -> int:
+    """Behaviours of a row's history that a batch reads: the spec's ``max_length``, and in position mode no
+    more than the layout covers."""
+    cap = spec.sequence.max_length
+    return min(cap, layout.coverage) if layout.mode == "position" else cap
+
+
 def _np(arr: pa.ChunkedArray) -> np.ndarray:
     return arr.to_numpy()
 
@@ -116,9 +123,7 @@ class BatchBuilder:
         self.layout = layout
         self.keys = kjt_keys(spec, layout)
         self.tables = {t.name: t for t in spec.tables}
-        self.cap = spec.sequence.max_length
-        if layout.mode == "position":
-            self.cap = min(self.cap, layout.coverage)
+        self.cap = history_cap(spec, layout)
 
     def build(self, table: pa.Table) -> RankingBatch:
         spec = self.spec

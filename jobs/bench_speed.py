@@ -45,7 +45,7 @@ from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.bench_common import bench_main
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import run_main
-from pyramid_mixer.jobs.config import load_config
+from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.jobs.speed_config import SpeedCase, SpeedConfig, load_speed_config
 from pyramid_mixer.jobs.speed_tables import write_results
@@ -115,17 +115,17 @@ def matmul_peak(n: int, dtype: torch.dtype, threads: int, device: torch.device, 
     return 2 * n**3 / seconds / 1e9
 
 
-def _job_config(cfg: SpeedConfig, case: SpeedCase):  # type: ignore[no-untyped-def]
+def _job_config(cfg: SpeedConfig, case: SpeedCase) -> JobConfig:
     job = load_config(None)
     model = dataclasses.replace(job.model, layout=case.layout, levels=0, tower_kind=case.tower)
     train = dataclasses.replace(job.train, batch_size=case.batch_size, pipeline=False, threads=cfg.threads)
     return dataclasses.replace(job, model=model, train=train)
 
 
-def measure_tower(cfg: SpeedConfig, case: SpeedCase, spec: FeatureSpec, device: torch.device) -> Dict[str, Any]:
-    """The tower alone, forward + backward on random tokens (every slot real): seconds, FLOPs, GFLOP/s,
-    in fp32 and under bf16 autocast."""
-    job = _job_config(cfg, case)
+def measure_tower(cfg: SpeedConfig, case: SpeedCase, job: JobConfig, spec: FeatureSpec,
+                  device: torch.device) -> Dict[str, Any]:
+    """The tower alone (``job``'s), forward + backward on random tokens (every slot real): seconds, FLOPs,
+    GFLOP/s, in fp32 and under bf16 autocast."""
     tower = make_tower(case.tower, job.model.tower_config(spec), job.model.baseline_config(spec)).to(device)
     B, S, F, D = case.batch_size, case.tokens, spec.num_token_features, spec.sequence_dim
     tokens = torch.randn(B, S, F, D, device=device, requires_grad=True)
@@ -154,7 +154,8 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
     torch.manual_seed(0)
     spec = resolve_spec(cfg.spec)
     env = init_distributed()
-    built = build(_job_config(cfg, case), spec, env)
+    job = _job_config(cfg, case)
+    built = build(job, spec, env)
     B = case.batch_size
     table = full_history_logs(3 * B, case.behaviours)
     builder = BatchBuilder(spec, case.layout)
@@ -165,7 +166,7 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
     built.dmp.eval()
     with torch.no_grad():
         eval_s, eval_runs = timed(lambda: built.dmp(next(batches)), cfg.warmup, cfg.repeats, cfg.max_seconds)
-    tower = measure_tower(cfg, case, spec, env.device)
+    tower = measure_tower(cfg, case, job, spec, env.device)
     return {
         "name": case.name, "tower": case.tower, "behaviours": case.behaviours, "tokens": case.tokens, "batch": B,
         "levels": [dataclasses.asdict(lv) for lv in case.layout.levels],

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -24,6 +25,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from pyramid_mixer.embeddings.collisions import managed_tables
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import to_dict
 from pyramid_mixer.features.prefetch import prefetch
@@ -92,7 +94,7 @@ def train(config: JobConfig) -> TrainResult:
     start = time.perf_counter()
     dmp.train()
     # TorchRec's pipeline cannot move the input distribution of tables whose ids a module remaps first
-    managed = any(t.managed_collision for t in spec.tables)
+    managed = bool(managed_tables(spec))
     if managed and config.train.pipeline and env.is_main:
         log.info("managed-collision tables: training with the plain loop (the train pipeline cannot prefetch them)")
     stepper = make_stepper(config.train.pipeline and not managed, dmp, opt, env)
@@ -109,39 +111,37 @@ def train(config: JobConfig) -> TrainResult:
     with StopRequest() as stop:
         for epoch in range(first_epoch, config.train.epochs + 1):
             epoch_steps = skip if epoch == first_epoch else 0
-            ahead = prefetch(reader, config.data.prefetch)  # the next batches are built while this one trains
-            bar = tqdm(ahead, total=total_batches, initial=epoch_steps, desc=f"epoch {epoch}/{config.train.epochs}",
-                       unit="batch", disable=not env.is_main)
-            reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
-            reader.skip_batches = epoch_steps  # and a resumed run skips the steps it took before its stop
-            epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
-            while not (config.train.max_steps and result.steps >= config.train.max_steps):
-                try:
-                    loss, weights = stepper.progress(batches)
-                except StopIteration:
-                    break
-                result.steps += 1
-                epoch_steps += 1
-                trained += int(weights.sum())
-                result.final_loss = float(loss)
-                if result.steps % 10 == 0 or result.steps == 1:
-                    rate = trained * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
-                    bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
-                    if writer is not None:
-                        writer.add_scalar("train/loss", result.final_loss, result.steps)
-                        writer.add_scalar("train/rows_per_s", rate, result.steps)
-                stopping = stop.agreed(env)
-                if config.train.checkpoint and (stopping or (every and epoch_steps % every == 0)):
-                    epoch_rows = sum_over_ranks(trained + reader.stats.resumed_past, env)
-                    log.info("checkpoint %s", save(epoch - 1, epoch_steps, epoch_rows))
-                if stopping:
-                    bar.close()
-                    ahead.close()
-                    raise Stopped(f"stopped by {stop.signal_name} after {result.steps} steps" + (
-                        "; the last checkpoint holds this position: rerun the same command to resume"
-                        if config.train.checkpoint else " (train.checkpoint is off: nothing was saved)"))
-            bar.close()
-            ahead.close()  # a cut pass: the read-ahead thread stops here, not when garbage-collected
+            # the next batches are built while this one trains; both close on any exit, a cut pass included
+            with closing(prefetch(reader, config.data.prefetch)) as ahead, tqdm(
+                ahead, total=total_batches, initial=epoch_steps, desc=f"epoch {epoch}/{config.train.epochs}",
+                unit="batch", disable=not env.is_main,
+            ) as bar:
+                reader.passes = epoch - 1  # the data position: epoch e reads in the order drawn from (seed, e - 1)
+                reader.skip_batches = epoch_steps  # and a resumed run skips the steps it took before its stop
+                epoch_start, batches, trained = time.perf_counter(), in_lockstep(bar, reader, env), 0
+                while not (config.train.max_steps and result.steps >= config.train.max_steps):
+                    try:
+                        loss, weights = stepper.progress(batches)
+                    except StopIteration:
+                        break
+                    result.steps += 1
+                    epoch_steps += 1
+                    trained += int(weights.sum())
+                    result.final_loss = float(loss)
+                    if result.steps % 10 == 0 or result.steps == 1:
+                        rate = trained * env.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                        bar.set_postfix(loss=f"{result.final_loss:.4f}", rows_s=f"{rate:,.0f}")
+                        if writer is not None:
+                            writer.add_scalar("train/loss", result.final_loss, result.steps)
+                            writer.add_scalar("train/rows_per_s", rate, result.steps)
+                    stopping = stop.agreed(env)
+                    if config.train.checkpoint and (stopping or (every and epoch_steps % every == 0)):
+                        epoch_rows = sum_over_ranks(trained + reader.stats.resumed_past, env)
+                        log.info("checkpoint %s", save(epoch - 1, epoch_steps, epoch_rows))
+                    if stopping:
+                        raise Stopped(f"stopped by {stop.signal_name} after {result.steps} steps" + (
+                            "; the last checkpoint holds this position: rerun the same command to resume"
+                            if config.train.checkpoint else " (train.checkpoint is off: nothing was saved)"))
             stepper.detach()
             cut = bool(config.train.max_steps) and result.steps >= config.train.max_steps and not reader.pass_complete
             result.epochs += 0 if cut else 1
