@@ -5,13 +5,16 @@ The ``KeyedJaggedTensor`` holds, in this key order:
 2. for each token feature (the sequence id fields, then ``hist_time_gap``) and each pyramid slot, a key
    ``{feature}@L{level}.t{token}`` whose bag holds the ids of the behaviours grouped into that token.
 
-All token features share one bag structure (the lengths), so it is computed once per batch, vectorised:
-each behaviour's slot comes from its position (or age), and a stable sort by ``slot * B + row`` puts the
-values in KJT order. Everything is numpy on whole columns; there is no per-row Python.
+All token features share one bag structure (the lengths), so it is computed once per batch, vectorised. In
+position mode a slot's bag in a row is one run of the row's history (the positions the slot covers), so the
+KJT order is those runs laid end to end, with no per-behaviour slot or sort; in age mode each behaviour's slot
+comes from its age, and a stable sort by ``slot * B + row`` puts the values in KJT order. Everything is numpy
+on whole columns; there is no per-row Python.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -23,7 +26,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.schema import oracle_columns
 from pyramid_mixer.features.spec import FeatureSpec, TableSpec
-from pyramid_mixer.features.tokens import PyramidLayout, slot_of_age, slot_of_position, time_gap_bucket
+from pyramid_mixer.features.tokens import PyramidLayout, slot_of_age, time_gap_bucket
 
 TIME_GAP_FEATURE = "hist_time_gap"
 _SPLITMIX_1 = np.uint64(0x9E3779B97F4A7C15)
@@ -90,17 +93,12 @@ def _flat_list(arr: pa.ChunkedArray) -> Tuple[np.ndarray, np.ndarray]:
     return lengths, values
 
 
-def _run_order(key: np.ndarray, counts: np.ndarray, S: int, B: int) -> np.ndarray:
-    """``np.argsort(key, kind="stable")`` in O(n) for keys ``slot * B + row`` that arrive row by row with
-    each row's slots non-decreasing (position mode), so that every key is one contiguous run: each element
-    moves to its key's start in slot-major order plus its rank within its run."""
-    by_row = counts.reshape(S, B).T.ravel()  # the same counts in input order: key (s, r) at index r * S + s
-    run_start = (np.cumsum(by_row) - by_row).reshape(B, S).T.ravel()  # each key's input start, by key
-    out_start = np.cumsum(counts) - counts
-    dest = out_start[key] + (np.arange(key.size) - run_start[key])
-    order = np.empty(key.size, dtype=np.int64)
-    order[dest] = np.arange(key.size)
-    return order
+@functools.lru_cache(maxsize=16)
+def _slot_spans(layout: PyramidLayout) -> Tuple[np.ndarray, np.ndarray]:
+    """Position mode: ``(first position, positions)`` of every slot, slot order (levels are contiguous)."""
+    first = [lv.start + t * lv.group for lv in layout.levels for t in range(lv.tokens)]
+    size = [lv.group for lv in layout.levels for _ in range(lv.tokens)]
+    return np.asarray(first, dtype=np.int64), np.asarray(size, dtype=np.int64)
 
 
 class BatchBuilder:
@@ -139,47 +137,39 @@ class BatchBuilder:
             values.append(hash_ids(vals, n, f.hashing))
             lengths.append(lens)
 
-        # history: B rows of n_b behaviours -> flat arrays with row and position of each behaviour
+        # history -> (take, slot_lengths, age): the flat behaviours in KJT order (slot-major, then row, then
+        # position), the S*B bag lengths, and each taken behaviour's age
         hist_len, times = _flat_list(table.column(spec.sequence.time_column))
-        row = np.repeat(np.arange(B), hist_len)
-        starts = np.cumsum(hist_len) - hist_len
-        position = np.arange(times.size) - starts[row]
-        # ``sel``: the flat behaviours that land in a token slot (None: all of them, the usual case); each id
-        # column is gathered once, by ``sel`` composed with the KJT order, never filtered step by step
-        sel: Optional[np.ndarray] = None
-        if hist_len.max(initial=0) > self.cap:
-            sel = np.flatnonzero(position < self.cap)
-            row, position, times = row[sel], position[sel], times[sel]
         request_time = _np(table.column(spec.request_time)).astype(np.int64, copy=False)
-        age = request_time[row] - times
         if self.layout.mode == "position":
-            slot = slot_of_position(self.layout, position)
+            take, slot_lengths, age = self._position_order(hist_len, times, request_time)
         else:
-            slot = slot_of_age(self.layout, row, position, age)
-        if slot.size and slot.min() < 0:
-            covered = np.flatnonzero(slot >= 0)
-            sel = covered if sel is None else sel[covered]
-            slot, row, age = slot[covered], row[covered], age[covered]
-        key = slot * B + row
-        S = self.layout.num_slots
-        slot_lengths = np.bincount(key, minlength=S * B).astype(np.int64)  # S*B, slot-major
-        if self.layout.mode == "position":  # KJT order: slot-major, then row
-            order = _run_order(key, slot_lengths, S, B)
-        else:
-            order = np.argsort(key, kind="stable")
-        take = order if sel is None else sel[order]
+            take, slot_lengths, age = self._age_order(hist_len, times, request_time)
 
+        # one buffer for every KJT value: each history column is gathered (and reduced) in place, with no
+        # concatenation copy of the B X history elements at the end
+        n = take.size
+        flat = np.empty(sum(v.size for v in values) + n * (len(spec.sequence.fields) + 1), dtype=np.int64)
+        o = 0
+        for v in values:
+            flat[o : o + v.size] = v
+            o += v.size
         for f in spec.sequence.fields:
             _, ids = _flat_list(table.column(f.column))
-            values.append(hash_ids(ids[take], table_rows(self.tables[f.table]), f.hashing))
+            out = flat[o : o + n]
+            np.take(ids, take, out=out)
+            reduced = hash_ids(out, table_rows(self.tables[f.table]), f.hashing)
+            if reduced is not out:
+                out[...] = reduced
+            o += n
             lengths.append(slot_lengths)
         gap_rows = self.tables[spec.sequence.time_gap_table].num_embeddings
-        values.append(time_gap_bucket(age[order], gap_rows))
+        flat[o : o + n] = time_gap_bucket(age, gap_rows)
         lengths.append(slot_lengths)
 
         kjt = KeyedJaggedTensor.from_lengths_sync(
             keys=self.keys,
-            values=torch.from_numpy(np.concatenate(values)),
+            values=torch.from_numpy(flat),
             lengths=torch.from_numpy(np.concatenate(lengths)),
         )
         return RankingBatch(
@@ -192,6 +182,46 @@ class BatchBuilder:
             history_length=torch.from_numpy(np.minimum(hist_len, self.cap)),
             weights=torch.ones(B),
         )
+
+    def _position_order(self, hist_len: np.ndarray, times: np.ndarray,
+                        request_time: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position mode: slot s reads positions ``[first_s, first_s + group_s)`` of every row, so its bag in
+        row r is one run of the flat column, ``min(n_r, cap)`` cut to that window; the KJT order is those runs
+        laid end to end (S X B of them), built with one ``repeat`` and no per-behaviour slot, key or sort."""
+        first, size = _slot_spans(self.layout)  # S each
+        n = np.minimum(hist_len, self.cap)
+        slot_lengths = np.clip(n[None, :] - first[:, None], 0, size[:, None]).ravel()  # S X B, slot-major
+        run_start = ((np.cumsum(hist_len) - hist_len)[None, :] + first[:, None]).ravel()  # each run in the column
+        out_start = np.cumsum(slot_lengths) - slot_lengths  # each run in KJT order
+        total = int(out_start[-1] + slot_lengths[-1]) if slot_lengths.size else 0
+        take = np.repeat(run_start - out_start, slot_lengths)
+        take += np.arange(total)
+        age = np.repeat(np.tile(request_time, first.size), slot_lengths)
+        age -= times[take]
+        return take, slot_lengths, age
+
+    def _age_order(self, hist_len: np.ndarray, times: np.ndarray,
+                   request_time: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Age mode: each behaviour's slot from its age window and rank in it, then a stable sort by
+        ``slot * B + row`` (a window's bag is not one run of the column in general)."""
+        B = hist_len.size
+        row = np.repeat(np.arange(B), hist_len)
+        position = np.arange(times.size) - (np.cumsum(hist_len) - hist_len)[row]
+        # ``sel``: the flat behaviours that land in a token slot (None: all of them)
+        sel: Optional[np.ndarray] = None
+        if hist_len.max(initial=0) > self.cap:
+            sel = np.flatnonzero(position < self.cap)
+            row, position, times = row[sel], position[sel], times[sel]
+        age = request_time[row] - times
+        slot = slot_of_age(self.layout, row, position, age)
+        if slot.size and slot.min() < 0:
+            covered = np.flatnonzero(slot >= 0)
+            sel = covered if sel is None else sel[covered]
+            slot, row, age = slot[covered], row[covered], age[covered]
+        key = slot * B + row
+        slot_lengths = np.bincount(key, minlength=self.layout.num_slots * B).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        return (order if sel is None else sel[order]), slot_lengths, age[order]
 
     def _dense(self, table: pa.Table) -> torch.Tensor:
         cols = []

@@ -103,11 +103,25 @@ class RowCheck:
     rejected: Counter  # reason -> rows
 
 
-def _list_rows(arr: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
-    """(values, row index of each value) of a list column, respecting slices."""
+def _flat(arr: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
+    """(lengths, flat values) of a list column, respecting slices; a null list has length 0."""
     lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
-    return values, np.repeat(np.arange(len(arr)), lengths)
+    return lengths, pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+
+
+def _rows_with(bad: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per row: does any of its list values have ``bad`` set? (``bad`` is over the flat values.)"""
+    n = lengths.shape[0]
+    if not bad.any():  # the usual case: no row index array is built
+        return np.zeros(n, dtype=bool)
+    return np.bincount(np.repeat(np.arange(n), lengths)[bad], minlength=n) > 0
+
+
+def _row_max(values: np.ndarray, lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows with a value, each such row's largest value), in one ``reduceat`` pass."""
+    nonempty = np.flatnonzero(lengths > 0)
+    starts = (np.cumsum(lengths) - lengths)[nonempty]
+    return nonempty, (np.maximum.reduceat(values, starts) if nonempty.size else values[:0])
 
 
 def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
@@ -138,23 +152,24 @@ def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
             continue
         arr = table.column(f.column).combine_chunks()
         if f.multi_valued:
-            values, rows = _list_rows(arr)
-            bad = np.bincount(rows[values < 0], minlength=n) > 0
+            lengths, values = _flat(arr)
+            bad = _rows_with(values < 0, lengths)
         else:
             bad = pc.fill_null(pc.less(arr, 0), False).to_numpy(zero_copy_only=False)
         reject(f"negative id {f.column}", bad)
 
     seq_cols = [s.column for s in spec.sequence.fields] + [spec.sequence.time_column]
-    lengths = [
-        pc.fill_null(pc.list_value_length(table.column(c)), 0).to_numpy(zero_copy_only=False) for c in seq_cols
-    ]
+    flat = {c: _flat(table.column(c).combine_chunks()) for c in seq_cols}
+    lengths = [flat[c][0] for c in seq_cols]
     reject("unequal history lengths", np.any(np.stack(lengths) != lengths[0], axis=0))
     for s in spec.sequence.fields:
         if s.hashing == "modulo":
-            values, rows = _list_rows(table.column(s.column).combine_chunks())
-            reject(f"negative id {s.column}", np.bincount(rows[values < 0], minlength=n) > 0)
-    times, rows = _list_rows(table.column(spec.sequence.time_column).combine_chunks())
+            lens, values = flat[s.column]
+            reject(f"negative id {s.column}", _rows_with(values < 0, lens))
+    lens, times = flat[spec.sequence.time_column]
     request_time = table.column(spec.request_time).to_numpy(zero_copy_only=False)
-    late = times > request_time[rows]
-    reject("history time after request", np.bincount(rows[late], minlength=n) > 0)
+    rows, latest = _row_max(times, lens)
+    late = np.zeros(n, dtype=bool)
+    late[rows] = latest > request_time[rows]
+    reject("history time after request", late)
     return RowCheck(ok=ok, rejected=rejected)

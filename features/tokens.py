@@ -155,5 +155,11 @@ def slot_of_age(
 
 def time_gap_bucket(age_seconds: np.ndarray, num_buckets: int) -> np.ndarray:
     """Log-scale bucket of a behaviour's age: three buckets per doubling of minutes, capped."""
-    minutes = np.maximum(age_seconds, 0).astype(np.float64) / 60.0
-    return np.minimum(np.floor(3.0 * np.log2(1.0 + minutes)), num_buckets - 1).astype(np.int64)
+    x = np.maximum(age_seconds, 0).astype(np.float64)  # one float buffer, every step in place
+    np.divide(x, 60.0, out=x)  # minutes
+    np.add(x, 1.0, out=x)
+    np.log2(x, out=x)
+    np.multiply(x, 3.0, out=x)
+    np.floor(x, out=x)
+    np.minimum(x, num_buckets - 1, out=x)
+    return x.astype(np.int64)

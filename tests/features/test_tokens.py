@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.kjt_builder import _run_order, hash_ids
+from pyramid_mixer.features.kjt_builder import BatchBuilder, hash_ids
+from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import (
     LevelSpec,
     PyramidLayout,
@@ -71,17 +74,28 @@ def test_hashing() -> None:
     assert spread.min() > 800  # sequential ids spread evenly
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_run_order_is_the_stable_argsort_of_position_mode_keys(seed: int) -> None:
+@pytest.mark.parametrize("seed", range(6))
+def test_position_order_is_the_stable_sort_by_slot_then_row(seed: int) -> None:
+    """The builder's run-based KJT order equals the definition: every behaviour's slot from its position,
+    histories cut to the cap, then a stable sort by ``slot * B + row``; lengths and ages follow."""
     rng = np.random.default_rng(seed)
     layout = PyramidLayout(levels=(LevelSpec(0, 3, 1), LevelSpec(3, 11, 2), LevelSpec(11, 35, 6)))
+    max_length = int(rng.choice([5, 20, 35, 100]))  # below, inside and beyond the coverage (35)
+    spec = default_spec()
+    spec = dataclasses.replace(spec, sequence=dataclasses.replace(spec.sequence, max_length=max_length))
     B = int(rng.integers(1, 9))
     hist = rng.integers(0, 50, size=B)
+    hist[0] = 0  # an empty history
+    times = rng.integers(0, 10_000, size=int(hist.sum()))
+    request_time = rng.integers(10_000, 20_000, size=B)
+    take, lengths, age = BatchBuilder(spec, layout)._position_order(hist, times, request_time)
+
     row = np.repeat(np.arange(B), hist)
     position = np.arange(row.size) - (np.cumsum(hist) - hist)[row]
-    slot = slot_of_position(layout, position)
-    keep = slot >= 0
+    slot = np.where(position < min(max_length, layout.coverage), slot_of_position(layout, position), -1)
+    keep = np.flatnonzero(slot >= 0)
     key = slot[keep] * B + row[keep]
-    S = layout.num_slots
-    counts = np.bincount(key, minlength=S * B)
-    assert np.array_equal(_run_order(key, counts, S, B), np.argsort(key, kind="stable"))
+    expected = keep[np.argsort(key, kind="stable")]
+    assert np.array_equal(take, expected)
+    assert np.array_equal(lengths, np.bincount(key, minlength=layout.num_slots * B))
+    assert np.array_equal(age, request_time[row[expected]] - times[expected])
