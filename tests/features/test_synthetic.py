@@ -258,6 +258,36 @@ def test_favourite_author_crossed_with_category(signal) -> None:
     assert click[known & on_main].mean() > click[known & ~on_main].mean() + 0.1
 
 
+def _long_tail_auc(cfg: SyntheticConfig, table: pa.Table) -> float:
+    """Click AUC of ``lean * niche(candidate)``, with ``lean`` how much more unpopular the history's liked items
+    are than all its items (rows with 3+ likes): the long-tail taste read as an item x action cross."""
+    niche = -np.log(item_catalog(cfg).column("popularity").to_numpy())
+    offsets, items = _offsets(table, "hist_item_id")
+    _, actions = _offsets(table, "hist_action")
+    length = np.diff(offsets)
+    row = np.repeat(np.arange(length.shape[0]), length)
+    n, liked = niche[items - 1], (actions == 3).astype(np.float64)
+    likes = np.bincount(row, liked, minlength=length.shape[0])
+    lean = (np.bincount(row, n * liked, minlength=length.shape[0]) / np.maximum(likes, 1)
+            - np.bincount(row, n, minlength=length.shape[0]) / np.maximum(length, 1))
+    candidate = niche[table.column("item_id").to_numpy() - 1]
+    ok = likes >= 3
+    return roc_auc_score(table.column("click").to_numpy()[ok], (lean * (candidate - candidate.mean()))[ok])
+
+
+def test_long_tail_taste_shows_only_in_what_is_liked(signal, tmp_path) -> None:
+    """The long-tail taste (off by default) leaves the items a user sees unchanged; switched on, it shows in
+    which of them get liked, and that item x action cross predicts the click on unpopular candidates."""
+    _, table = signal
+    on = dataclasses.replace(SIGNAL, niche_weight=0.4, niche_like_weight=0.1)
+    _, planted = _write(on, tmp_path)
+    assert table.column("hist_item_id").equals(planted.column("hist_item_id"))
+    assert not table.column("hist_action").equals(planted.column("hist_action"))
+    # without the term the same statistic is not neutral (likes lean to the user's tastes, and popularity
+    # raises clicks), so the planted cross is what it adds: 0.59 against 0.45 when written
+    assert _long_tail_auc(on, planted) > _long_tail_auc(SIGNAL, table) + 0.08
+
+
 def test_cap_changes_only_history_length(tmp_path, small) -> None:
     _, table = small
     capped = dataclasses.replace(SMALL, max_history=8)
