@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -103,10 +103,13 @@ class RowCheck:
     rejected: Counter  # reason -> rows
 
 
-def _flat(arr: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
-    """(lengths, flat values) of a list column, respecting slices; a null list has length 0."""
+def _flat(arr: pa.Array) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(lengths, flat values, null mask of the values or None if none is null) of a list column, respecting
+    slices; a null list has length 0."""
     lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
-    return lengths, pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(arr)
+    nulls = pc.is_null(values).to_numpy(zero_copy_only=False) if values.null_count else None
+    return lengths, values.to_numpy(zero_copy_only=False), nulls
 
 
 def _rows_with(bad: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -152,7 +155,7 @@ def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
             continue
         arr = table.column(f.column).combine_chunks()
         if f.multi_valued:
-            lengths, values = _flat(arr)
+            lengths, values, _ = _flat(arr)  # null values: rejected below, with the list columns
             bad = _rows_with(values < 0, lengths)
         else:
             bad = pc.fill_null(pc.less(arr, 0), False).to_numpy(zero_copy_only=False)
@@ -160,13 +163,18 @@ def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
 
     seq_cols = [s.column for s in spec.sequence.fields] + [spec.sequence.time_column]
     flat = {c: _flat(table.column(c).combine_chunks()) for c in seq_cols}
+    multi = [f.column for f in spec.sparse if f.multi_valued]
+    for c in multi + seq_cols:  # a null inside a list (the list itself may not be null)
+        lens, _, nulls = flat[c] if c in flat else _flat(table.column(c).combine_chunks())
+        if nulls is not None:
+            reject(f"null in {c}", _rows_with(nulls, lens))
     lengths = [flat[c][0] for c in seq_cols]
     reject("unequal history lengths", np.any(np.stack(lengths) != lengths[0], axis=0))
     for s in spec.sequence.fields:
         if s.hashing == "modulo":
-            lens, values = flat[s.column]
+            lens, values, _ = flat[s.column]
             reject(f"negative id {s.column}", _rows_with(values < 0, lens))
-    lens, times = flat[spec.sequence.time_column]
+    lens, times, _ = flat[spec.sequence.time_column]
     request_time = table.column(spec.request_time).to_numpy(zero_copy_only=False)
     rows, latest = _row_max(times, lens)
     late = np.zeros(n, dtype=bool)

@@ -23,11 +23,12 @@ EACH_CASE = {
     "negative id item_id": 1,
     "unequal history lengths": 1,
     "history time after request": 1,
+    "null in hist_action": 1,
 }
 
 
 def with_bad_rows(n: int = 40) -> List[Dict[str, Any]]:
-    """``n`` rows, five of them bad, one per reason of ``EACH_CASE``."""
+    """``n`` rows, six of them bad, one per reason of ``EACH_CASE``."""
     rows = random_rows(n, seed=4, max_history=30)
     rows[1]["click"] = None
     rows[2]["item_duration"] = float("nan")
@@ -37,6 +38,11 @@ def with_bad_rows(n: int = 40) -> List[Dict[str, Any]]:
     if not rows[6]["hist_time"][1:]:
         for c in ("hist_item_id", "hist_author_id", "hist_item_category", "hist_action"):
             rows[6][c] = [1]
+    if not rows[7]["hist_time"]:
+        rows[7]["hist_time"] = [rows[7]["request_time"] - 60]
+        for c in ("hist_item_id", "hist_author_id", "hist_item_category", "hist_action"):
+            rows[7][c] = [1]
+    rows[7]["hist_action"] = [None] + rows[7]["hist_action"][1:]  # a null inside a list
     return rows
 
 
@@ -47,7 +53,7 @@ def read_all(reader: ParquetReader) -> int:
 def test_bad_rows_are_rejected_and_counted_by_reason(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", with_bad_rows(40))
     reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(max_bad_fraction=0.2))
-    assert read_all(reader) == reader.stats.rows_used == 35
+    assert read_all(reader) == reader.stats.rows_used == 34
     s = reader.stats
     assert s.rows_read == 40 == s.rows_used + s.rows_rejected
     assert dict(s.rejected) == EACH_CASE
@@ -56,13 +62,13 @@ def test_bad_rows_are_rejected_and_counted_by_reason(tmp_path: Path) -> None:
 
 def test_more_bad_rows_than_the_limit_fail_the_pass_with_the_counts(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", with_bad_rows(40))
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16)  # default limit 10 %; 5 / 40 are bad
-    with pytest.raises(DataError, match=r"5 of 40 rows read were rejected \(12\.5% > data\.max_bad_fraction=0\.1\)"
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16)  # default limit 10 %; 6 / 40 are bad
+    with pytest.raises(DataError, match=r"6 of 40 rows read were rejected \(15\.0% > data\.max_bad_fraction=0\.1\)"
                                         r".*'null click': 1"):
         read_all(reader)
 
 
-@pytest.mark.parametrize("bad_row", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("bad_row", [1, 2, 3, 4, 6, 7])
 def test_fail_policy_stops_at_the_first_bad_row_naming_file_and_reason(tmp_path: Path, bad_row: int) -> None:
     good = random_rows(40, seed=4, max_history=30)
     rows = with_bad_rows(40)
@@ -70,7 +76,7 @@ def test_fail_policy_stops_at_the_first_bad_row_naming_file_and_reason(tmp_path:
     write_rows(tmp_path / "a.parquet", rows)
     reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy("fail"))
     reason = {1: "null click", 2: "non-finite dense", 3: "negative id item_id", 4: "unequal history lengths",
-              6: "history time after request"}[bad_row]
+              6: "history time after request", 7: "null in hist_action"}[bad_row]
     with pytest.raises(DataError, match=rf"a\.parquet: bad rows \{{'{reason}': 1\}}.*data\.on_bad_rows=reject"):
         read_all(reader)
 
