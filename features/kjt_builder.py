@@ -98,7 +98,10 @@ def _slot_spans(layout: PyramidLayout) -> Tuple[np.ndarray, np.ndarray]:
     """Position mode: ``(first position, positions)`` of every slot, slot order (levels are contiguous)."""
     first = [lv.start + t * lv.group for lv in layout.levels for t in range(lv.tokens)]
     size = [lv.group for lv in layout.levels for _ in range(lv.tokens)]
-    return np.asarray(first, dtype=np.int64), np.asarray(size, dtype=np.int64)
+    spans = np.asarray(first, dtype=np.int64), np.asarray(size, dtype=np.int64)
+    for a in spans:
+        a.setflags(write=False)  # shared by every batch of this layout
+    return spans
 
 
 class BatchBuilder:
