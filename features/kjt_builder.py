@@ -14,7 +14,6 @@ on whole columns; there is no per-row Python.
 
 from __future__ import annotations
 
-import functools
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -26,7 +25,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.schema import oracle_columns
 from pyramid_mixer.features.spec import FeatureSpec, TableSpec
-from pyramid_mixer.features.tokens import PyramidLayout, slot_of_age, time_gap_bucket
+from pyramid_mixer.features.tokens import PyramidLayout, slot_of_age, slot_spans, time_gap_bucket
 
 TIME_GAP_FEATURE = "hist_time_gap"
 _SPLITMIX_1 = np.uint64(0x9E3779B97F4A7C15)
@@ -91,17 +90,6 @@ def _flat_list(arr: pa.ChunkedArray) -> Tuple[np.ndarray, np.ndarray]:
     lengths = pc.list_value_length(combined).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     values = pc.list_flatten(combined).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return lengths, values
-
-
-@functools.lru_cache(maxsize=16)
-def _slot_spans(layout: PyramidLayout) -> Tuple[np.ndarray, np.ndarray]:
-    """Position mode: ``(first position, positions)`` of every slot, slot order (levels are contiguous)."""
-    first = [lv.start + t * lv.group for lv in layout.levels for t in range(lv.tokens)]
-    size = [lv.group for lv in layout.levels for _ in range(lv.tokens)]
-    spans = np.asarray(first, dtype=np.int64), np.asarray(size, dtype=np.int64)
-    for a in spans:
-        a.setflags(write=False)  # shared by every batch of this layout
-    return spans
 
 
 class BatchBuilder:
@@ -191,7 +179,7 @@ class BatchBuilder:
         """Position mode: slot s reads positions ``[first_s, first_s + group_s)`` of every row, so its bag in
         row r is one run of the flat column, ``min(n_r, cap)`` cut to that window; the KJT order is those runs
         laid end to end (S X B of them), built with one ``repeat`` and no per-behaviour slot, key or sort."""
-        first, size = _slot_spans(self.layout)  # S each
+        first, size = slot_spans(self.layout)  # S each
         n = np.minimum(hist_len, self.cap)
         slot_lengths = np.clip(n[None, :] - first[:, None], 0, size[:, None]).ravel()  # S X B, slot-major
         run_start = ((np.cumsum(hist_len) - hist_len)[None, :] + first[:, None]).ravel()  # each run in the column

@@ -150,22 +150,22 @@ def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
     for d in spec.dense:
         v = table.column(d.column).to_numpy(zero_copy_only=False).astype(np.float64)
         reject("non-finite dense", ~np.isfinite(v))
+    # every list column flattened once: (lengths, values, nulls)
+    seq_cols = [s.column for s in spec.sequence.fields] + [spec.sequence.time_column]
+    multi = [f.column for f in spec.sparse if f.multi_valued]
+    flat = {c: _flat(table.column(c).combine_chunks()) for c in multi + seq_cols}
     for f in spec.sparse:
         if f.hashing != "modulo":
             continue
-        arr = table.column(f.column).combine_chunks()
         if f.multi_valued:
-            lengths, values, _ = _flat(arr)  # null values: rejected below, with the list columns
+            lengths, values, _ = flat[f.column]  # null values: rejected below, with the other list columns
             bad = _rows_with(values < 0, lengths)
         else:
-            bad = pc.fill_null(pc.less(arr, 0), False).to_numpy(zero_copy_only=False)
+            bad = pc.fill_null(pc.less(table.column(f.column), 0), False).to_numpy(zero_copy_only=False)
         reject(f"negative id {f.column}", bad)
 
-    seq_cols = [s.column for s in spec.sequence.fields] + [spec.sequence.time_column]
-    flat = {c: _flat(table.column(c).combine_chunks()) for c in seq_cols}
-    multi = [f.column for f in spec.sparse if f.multi_valued]
     for c in multi + seq_cols:  # a null inside a list (the list itself may not be null)
-        lens, _, nulls = flat[c] if c in flat else _flat(table.column(c).combine_chunks())
+        lens, _, nulls = flat[c]
         if nulls is not None:
             reject(f"null in {c}", _rows_with(nulls, lens))
     lengths = [flat[c][0] for c in seq_cols]

@@ -110,14 +110,25 @@ def slot_of_position(layout: PyramidLayout, positions: np.ndarray) -> np.ndarray
 
 
 @functools.lru_cache(maxsize=16)
+def slot_spans(layout: PyramidLayout) -> Tuple[np.ndarray, np.ndarray]:
+    """Position mode: ``(first position, positions)`` of every slot, in slot order; read-only, cached per layout.
+
+    Levels are contiguous from position 0, so the spans tile ``[0, coverage)``.
+    """
+    first = [lv.start + t * lv.group for lv in layout.levels for t in range(lv.tokens)]
+    size = [lv.group for lv in layout.levels for _ in range(lv.tokens)]
+    spans = np.asarray(first, dtype=np.int64), np.asarray(size, dtype=np.int64)
+    for a in spans:
+        a.setflags(write=False)  # shared by every batch of this layout
+    return spans
+
+
+@functools.lru_cache(maxsize=16)
 def _slot_table(layout: PyramidLayout) -> np.ndarray:
     """``table[p]``: the slot of history position p for ``0 <= p < coverage``; -1 at ``coverage`` and at -1."""
+    _, size = slot_spans(layout)
     table = np.full(layout.coverage + 2, -1, dtype=np.int64)
-    offset = 0
-    for lv in layout.levels:
-        span = np.arange(lv.start, lv.start + lv.tokens * lv.group)
-        table[span] = offset + (span - lv.start) // lv.group
-        offset += lv.tokens
+    table[: layout.coverage] = np.repeat(np.arange(size.size), size)
     return table
 
 
