@@ -15,8 +15,10 @@ from pyramid_mixer.jobs.bench_common import machine_facts, write_report
 METRICS = ("auc", "uauc", "gauc")
 
 
-def _mean_std(xs: List[float]) -> Dict[str, float]:
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+def _mean_std(xs: List[float]) -> Dict[str, Any]:
+    """Mean, std and count of ``xs``, and the values themselves (in seed order, for paired comparisons)."""
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs),
+            "values": list(xs)}
 
 
 def aggregate(final: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
@@ -59,7 +61,10 @@ def dataset_facts(final: List[Dict[str, Any]], ds: str) -> Dict[str, Any]:
 
 
 def findings(table: Dict[str, Dict[str, Any]], roles: Dict[str, str], reference: str) -> List[Dict[str, Any]]:
-    """The reference against each other variant, on the first label's test AUC and UAUC."""
+    """The reference against each other variant, on the first label's test AUC and UAUC: the difference of the
+    means against the seed spread, and the paired view, seed by seed (a variant and the reference trained with
+    the same seed share the data order and, for the Pyramid Mixer's ablations, the kept parts' initial
+    weights): the std of the per-seed differences and the seeds on which the reference wins."""
     ref = table[reference]
     label = next(iter(ref["labels"]))
     out = []
@@ -67,10 +72,16 @@ def findings(table: Dict[str, Dict[str, Any]], roles: Dict[str, str], reference:
         if name == reference:
             continue
         f: Dict[str, Any] = {"variant": name, "role": roles[name], "label": label}
+        paired = row["seeds"] == ref["seeds"]
         for m in ("auc", "uauc"):
             a, b = ref["labels"][label][m], row["labels"][label][m]
             f[f"{m}_delta"] = b["mean"] - a["mean"]  # variant minus reference: < 0 means the reference wins
             f[f"{m}_spread"] = max(a["std"], b["std"])
+            if paired:
+                deltas = [y - x for x, y in zip(a["values"], b["values"])]
+                f[f"{m}_paired_std"] = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+                f[f"{m}_reference_wins"] = sum(d < 0 for d in deltas)
+        f["seeds"] = len(ref["seeds"]) if paired else 0
         out.append(f)
     return out
 
@@ -111,13 +122,18 @@ def markdown(data: Dict[str, Any]) -> str:
                 lines.append(f"| {v} | {data['roles'][v]} | {_pm(x['auc'])} | {_pm(x['uauc'])} | {_pm(x['gauc'])} | "
                              f"{row['parameters']:,} | {row['train_seconds']:.0f} | {row['candidate']} |")
         lines += ["", f"### {data['reference']} against the others ({labels[0]}, test; Δ = other − "
-                      f"{data['reference']}, spread = the larger std)", "",
-                  "| variant | role | Δ AUC | Δ UAUC | spread AUC | spread UAUC | reference better by more than "
-                  "the spread |", "|---|---|---:|---:|---:|---:|---|"]
+                      f"{data['reference']}, spread = the larger std; paired: seed by seed, the std of the "
+                      f"per-seed Δ and the seeds on which {data['reference']} wins)", "",
+                  "| variant | role | Δ AUC | Δ UAUC | spread AUC | spread UAUC | paired std Δ AUC | wins AUC | "
+                  "wins UAUC | reference better by more than the spread |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for f in data["findings"][ds]:
             beyond = [m.upper() for m in ("auc", "uauc") if -f[f"{m}_delta"] > f[f"{m}_spread"]]
+            paired = [f"{f['auc_paired_std']:.4f}", f"{f['auc_reference_wins']}/{f['seeds']}",
+                      f"{f['uauc_reference_wins']}/{f['seeds']}"] if f.get("seeds") else ["-", "-", "-"]
             lines.append(f"| {f['variant']} | {f['role']} | {f['auc_delta']:+.4f} | {f['uauc_delta']:+.4f} | "
-                         f"{f['auc_spread']:.4f} | {f['uauc_spread']:.4f} | {', '.join(beyond) or 'no'} |")
+                         f"{f['auc_spread']:.4f} | {f['uauc_spread']:.4f} | {' | '.join(paired)} | "
+                         f"{', '.join(beyond) or 'no'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from pyramid_mixer.ranking.init_streams import init_stream
+
 FUSIONS = ("gate", "sum")
 
 
@@ -238,8 +240,11 @@ class MixerLayer(nn.Module):
     def __init__(self, config: MixerLayerConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.norm = nn.LayerNorm((config.num_features, config.dim), device=device)
-        self.cb = CrossBehaviorMixer(config, device) if config.cross_behavior else None
-        self.cf = CrossFeatureMixer(config, device) if config.cross_feature else None
+        # each branch draws its initial weights from its own stream: switching one off leaves the other's alone
+        with init_stream("cb"):
+            self.cb = CrossBehaviorMixer(config, device) if config.cross_behavior else None
+        with init_stream("cf"):
+            self.cf = CrossFeatureMixer(config, device) if config.cross_feature else None
         both = config.cross_behavior and config.cross_feature
         gated = both and config.fusion == "gate"
         self.gate = FusionGate(config.num_features, config.dim, config.gate_init, device) if gated else None

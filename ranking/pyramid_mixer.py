@@ -26,6 +26,9 @@ A level with no real token contributes zeros to the readout and to the period to
 zero or takes a softmax over nothing. Padded token slots are ignored: whatever they hold (even NaN), the
 output is bit-identical.
 
+Every part draws its initial weights from its own named stream (``init_streams.py``), so an ablation
+starts the parts it keeps from the same weights as the full tower does.
+
 Inside, tokens are time-major (``T X B X F X D``, one transpose at the input), so that every token mixing,
 per-token MLP and pooling is one matmul without a permute copy (see ``mixer_layer.py``).
 """
@@ -37,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from pyramid_mixer.ranking.init_streams import init_stream
 from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
 
 
@@ -218,11 +222,17 @@ class PyramidMixer(nn.Module):
                 fusion=config.fusion,
                 gate_init=config.gate_init,
             )
-            self.levels.append(nn.ModuleList(MixerLayer(layer_config, device) for _ in range(config.layers_per_level)))
+            layers = nn.ModuleList()
+            for i in range(config.layers_per_level):
+                with init_stream(f"level{k}.layer{i}"):
+                    layers.append(MixerLayer(layer_config, device))
+            self.levels.append(layers)
             self.norms.append(nn.LayerNorm((F, D), device=device))
             if C > 0 and k < K - 1:
-                self.merges.append(CarryMerge(layer_config.num_tokens, F, D, C, device))
-        self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
+                with init_stream(f"merge{k}"):
+                    self.merges.append(CarryMerge(layer_config.num_tokens, F, D, C, device))
+        with init_stream("cross_period"):
+            self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
         norm = config.target_aware and config.query_norm
         self.target_norm = nn.LayerNorm((config.num_target_features, D), device=device) if norm else None
         if config.target_aware:
@@ -231,8 +241,10 @@ class PyramidMixer(nn.Module):
             self.learned_query = None
         else:
             self.query = None
-            self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
-        self.out = nn.Linear(4 * K * F * D, config.out_dim, device=device)
+            with init_stream("learned_query"):
+                self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
+        with init_stream("out"):
+            self.out = nn.Linear(4 * K * F * D, config.out_dim, device=device)
 
     @torch.no_grad()
     def _align_query(self, K: int, F: int, D: int, Ft: int) -> None:

@@ -27,6 +27,7 @@ from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.baselines.mixers import Mlp4RecTower, MlpMixerTower
 from pyramid_mixer.ranking.baselines.pooling import MeanPoolTower, NoTower
 from pyramid_mixer.ranking.baselines.recurrent import GruTower
+from pyramid_mixer.ranking.init_streams import init_stream
 from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 
 BASELINES: Dict[str, Callable[[BaselineConfig], nn.Module]] = {
@@ -42,9 +43,9 @@ TOWER_KINDS = ("pyramid_mixer",) + tuple(BASELINES)
 
 
 def make_tower(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig) -> nn.Module:
-    """The tower called ``kind``, built from the config that kind reads."""
-    if kind == "pyramid_mixer":
-        return PyramidMixer(pyramid)
-    if kind not in BASELINES:
+    """The tower called ``kind``, built from the config that kind reads, in its own random stream (what it
+    draws leaves the rest of the model's initial weights unchanged)."""
+    if kind != "pyramid_mixer" and kind not in BASELINES:
         raise ValueError(f"model.tower_kind={kind!r} is unknown; use one of {TOWER_KINDS}")
-    return BASELINES[kind](baseline)
+    with init_stream("tower"):
+        return PyramidMixer(pyramid) if kind == "pyramid_mixer" else BASELINES[kind](baseline)

@@ -16,6 +16,7 @@ MODULES = [
     "pyramid_mixer.embeddings.tables",
     "pyramid_mixer.ranking.model",
     "pyramid_mixer.ranking.popularity",
+    "pyramid_mixer.ranking.init_streams",
     "pyramid_mixer.ranking.towers",
     "pyramid_mixer.ranking.baselines.attention",
     "pyramid_mixer.ranking.baselines.pooling",

@@ -127,6 +127,16 @@ def test_report_means_stds_and_deltas() -> None:
     (f,) = findings(table, {"ref": "tower", "abl": "ablation"}, "ref")
     assert f["variant"] == "abl" and f["auc_delta"] == pytest.approx(-0.02)
     assert f["auc_spread"] == pytest.approx(0.02)
+    # paired by seed: deltas -0.01, -0.02, -0.03; the reference wins on all three
+    assert f["seeds"] == 3 and f["auc_reference_wins"] == 3
+    assert f["auc_paired_std"] == pytest.approx(statistics.stdev([-0.01, -0.02, -0.03]))
+    flipped = [fake("abl", 1, s, 0.7, t) for s, t in enumerate([0.71, 0.70, 0.69])]
+    (g,) = findings(aggregate(final[:3] + flipped)["d"], {"ref": "tower", "abl": "ablation"}, "ref")
+    assert g["auc_delta"] == pytest.approx(-0.02) and g["auc_reference_wins"] == 2  # +0.01, -0.02, -0.05
+    assert g["auc_paired_std"] == pytest.approx(statistics.stdev([0.01, -0.02, -0.05]))
+    other_seeds = [fake("abl", 1, s, 0.7, 0.7) for s in (5, 6, 7)]
+    (h,) = findings(aggregate(final[:3] + other_seeds)["d"], {"ref": "tower", "abl": "ablation"}, "ref")
+    assert h["seeds"] == 0 and "auc_reference_wins" not in h  # nothing to pair
 
 
 def test_config_errors_name_the_problem(tmp_path: Path) -> None:

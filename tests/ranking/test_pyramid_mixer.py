@@ -139,6 +139,36 @@ def test_each_ablation_changes_the_computation(name: str, seed: int) -> None:
     assert not torch.equal(full(*inputs), ablated(*inputs))
 
 
+@pytest.mark.parametrize("name", ["cross_behavior", "cross_feature", "fusion_sum", "cross_period", "target_aware",
+                                  "query_norm"])
+def test_an_ablation_starts_what_it_keeps_from_the_full_towers_weights(name: str) -> None:
+    """Each part draws from its own named stream: an ablation changes the component, not the other parts' draw."""
+    full, ablated = build(SMALL, seed=3), build(dataclasses.replace(SMALL, **ABLATIONS[name]), seed=3)
+    kept = {n: p for n, p in full.state_dict().items()}
+    shared = [n for n, p in ablated.state_dict().items() if n in kept and kept[n].shape == p.shape]
+    assert len(shared) >= len(ablated.state_dict()) - 2  # everything but what the ablation adds in its place
+    assert any(".cb." in n or ".cf." in n for n in shared) and "out.weight" in shared
+    for n in shared:
+        assert torch.equal(ablated.state_dict()[n], kept[n]), n
+    other = build(SMALL, seed=4)
+    assert not torch.equal(other.out.weight, full.out.weight)  # the run's seed still matters
+
+
+def test_building_a_tower_leaves_the_global_stream_alone() -> None:
+    """The over arch and the tables are drawn after the tower: which tower was built must not move them."""
+    from pyramid_mixer.ranking.baselines.config import BaselineConfig
+    from pyramid_mixer.ranking.towers import make_tower
+
+    baseline = BaselineConfig(num_tokens=24, num_features=4, dim=D, num_target_features=2, out_dim=16)
+    after = []
+    for kind, config in [("pyramid_mixer", SMALL), ("pyramid_mixer", dataclasses.replace(SMALL, cross_feature=False)),
+                         ("sasrec", SMALL)]:
+        torch.manual_seed(0)
+        make_tower(kind, config, baseline)
+        after.append(torch.randn(4))
+    assert torch.equal(after[0], after[1]) and torch.equal(after[0], after[2])
+
+
 def test_target_awareness() -> None:
     tokens, mask, target = make_inputs(SMALL)
     other = torch.randn(target.shape)
