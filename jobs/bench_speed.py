@@ -46,6 +46,7 @@ from pyramid_mixer.jobs.bench_common import bench_main
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
+from pyramid_mixer.jobs.gemm_bound import matmul_flops, record_matmuls, replay_seconds
 from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.jobs.speed_config import SpeedCase, SpeedConfig, load_speed_config
 from pyramid_mixer.jobs.speed_tables import write_results
@@ -140,7 +141,11 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, job: JobConfig, spec: Featu
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    out: Dict[str, Any] = {"flops": flops}
+    calls = record_matmuls(step)  # the same step's matmuls, replayed alone: the tower's ceiling (gemm_bound.py)
+    replay_s = replay_seconds(calls, max(cfg.repeats, MIN_REPEATS))
+    out: Dict[str, Any] = {"flops": flops, "matmuls_alone": {
+        "calls": len(calls), "flops": matmul_flops(calls), "seconds": replay_s,
+        "gflops": matmul_flops(calls) / replay_s / 1e9}}
     for dtype in ("fp32", "bf16"):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             seconds, runs = timed(step, cfg.warmup, cfg.repeats, cfg.max_seconds)

@@ -23,6 +23,7 @@ MODULES = [
     "pyramid_mixer.ranking.baselines.recurrent",
     "pyramid_mixer.ranking.baselines.mixers",
     "pyramid_mixer.jobs.config",
+    "pyramid_mixer.jobs.gemm_bound",
 ]
 
 

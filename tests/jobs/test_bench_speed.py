@@ -39,13 +39,16 @@ def test_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -> 
     assert flops[("sasrec", 8)] > flops[("sasrec", 4)] > 0  # counted from the shapes: more tokens, more FLOPs
     # the pyramid reads 14 behaviours in the tokens it reads 6 with: the tower's work does not grow
     assert flops[("pyramid_mixer", 14)] == flops[("pyramid_mixer", 6)] > 0
+    for k, r in by.items():  # the replayed matmuls are the step's matmuls: the same FLOPs the counter saw
+        alone = r["tower_alone"]["matmuls_alone"]
+        assert alone["flops"] == flops[k] and alone["gflops"] > 0, k
     assert data["loader"]["rows"] == 32 and data["loader"]["rows_per_s"] > 0
     assert data["matmul_peak_gflops"]["fp32"] > 0 and data["matmul_peak_gflops"]["bf16"] > 0
     assert [t["value"] is None for t in data["targets"]] == [False, False, True, True, False, False]  # no sasrec@512
     saved = json.loads((tmp_path / "out" / "speed.json").read_text())
     assert saved["targets"] == data["targets"] and saved["machine"]["versions"]["torch"]
     text = (tmp_path / "out" / "speed.md").read_text()
-    assert "| pyramid_mixer | 14 | 6 | 8 |" in text and "Matmul peak" in text
+    assert "| pyramid_mixer | 14 | 6 | 8 |" in text and "Matmul peak" in text and "its matmuls alone" in text
     assert (tmp_path / "out" / "speed.png").stat().st_size > 0
 
 
@@ -91,3 +94,19 @@ def test_config_checks_and_the_packaged_config() -> None:
     assert batches[("sasrec", 2048)] == 32 and batches[("sasrec", 512)] == cfg.batch_size == 512
     with pytest.raises(ConfigError, match="name@behaviours"):
         SpeedConfig(pyramids=(SMALL,), case_batch={"sasrec@100": 8})
+
+
+def test_matmul_replay_records_forward_and_backward_with_their_layouts() -> None:
+    import torch
+
+    from pyramid_mixer.jobs.gemm_bound import matmul_flops, record_matmuls, replay_seconds
+
+    linear = torch.nn.Linear(8, 4)
+    x = torch.randn(8, 18, requires_grad=True)
+    calls = record_matmuls(lambda: linear(x.t()).sum().backward())  # 18 X 8, a transposed input
+    # forward addmm; backward: the input's gradient and the weight's (the bias's is a sum, no matmul)
+    assert sorted(c.op for c in calls) == ["addmm", "mm", "mm"]
+    assert matmul_flops(calls) == 3 * 2 * 18 * 8 * 4
+    assert any(layout[1] != torch.empty(layout[0]).stride() for c in calls for layout in c.inputs)  # a transposed one
+    assert replay_seconds(calls, repeats=2) > 0
+    assert record_matmuls(lambda: torch.randn(3).add_(1.0)) == []
