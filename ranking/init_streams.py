@@ -7,8 +7,8 @@ that draw can move AUC by more than the component does.
 
 ``init_stream(name)`` gives the modules built inside it their own stream, seeded by the enclosing
 stream's seed and ``name``, and leaves the enclosing stream exactly as it found it. Nested streams chain
-(``"level0"`` then ``"layer0"`` then ``"cb"``), so a module's initial weights depend on the run's seed and
-its place in the model only, never on which of its siblings exist.
+(the tower's ``"tower"``, then ``"level0.layer0"``, then ``"cb"``), so a module's initial weights depend on
+the run's seed and its place in the model only, never on which of its siblings exist.
 
 Example::
 
