@@ -33,6 +33,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
     m = config.model
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
+    if m.compile_tower:
+        tower.compile()  # in place: parameter names, checkpoints and the plan are those of the plain tower
     managed = managed_ids(spec, layout, config.train.batch_size)
     return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed),

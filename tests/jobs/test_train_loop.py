@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.reader import ParquetReader
@@ -140,3 +141,37 @@ def test_checkpoint_restores_the_rng_state(tmp_path: Path) -> None:
     torch.manual_seed(999)
     checkpoint.load(tmp_path / "checkpoints" / "epoch-1", built.dmp)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) -> None:
+    """``model.compile_tower``: torch.compile (inductor) of the tower, through the pipeline; a shorter last batch
+    and an eval batch compile again. Same losses and weights as the plain tower, to rounding."""
+    env = init_distributed()
+    spec = default_spec()
+    write_rows(tmp_path / "a.parquet", random_rows(32 * 3 + 7, seed=32, max_history=20))
+    results = []
+    for compiled in (False, True):
+        config = load_config(None, OVERRIDES + [f"model.compile_tower={str(compiled).lower()}"])
+        built = build(config, spec, env)
+        tower = next(m for n, m in built.dmp.named_modules() if n.endswith(".tower"))
+        assert (getattr(tower, "_compiled_call_impl", None) is not None) == compiled
+        frames = counters["stats"]["unique_graphs"]  # graphs dynamo has compiled in this process so far
+        stepper = PipelineLoop(built.dmp, built.optimizer, env.device)
+        batches = iter(ParquetReader([tmp_path], spec, built.layout, 32))
+        losses = []
+        while True:
+            try:
+                losses.append(float(stepper.progress(batches)[0]))
+            except StopIteration:
+                break
+        stepper.detach()
+        built.dmp.eval()
+        with torch.no_grad():
+            _, (_, logits, _, _) = built.dmp(next(iter(ParquetReader([tmp_path], spec, built.layout, 50))))
+        assert (counters["stats"]["unique_graphs"] > frames) == compiled  # the compiled tower really ran
+        results.append((losses, _state(built.dmp), logits))
+    (plain_losses, plain, plain_logits), (losses, state, logits) = results
+    assert len(losses) == 4 and losses == pytest.approx(plain_losses, abs=1e-5)
+    for k in plain:
+        torch.testing.assert_close(state[k], plain[k], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-4)
