@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torchrec.distributed.model_parallel import DistributedModelParallel
@@ -11,6 +14,7 @@ from torchrec.optim.keyed import CombinedOptimizer
 from pyramid_mixer.embeddings.collisions import check_world, managed_ids
 from pyramid_mixer.embeddings.model_parallel import DistEnv, combined_optimizer, shard
 from pyramid_mixer.embeddings.tables import embedding_bag_collection, pooling_factors
+from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
@@ -42,9 +46,19 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     )
 
 
+def cpp_compiler() -> Optional[str]:
+    """The C++ compiler torch.compile's CPU backend (inductor) would find: ``$CXX``, g++, clang++ or c++."""
+    return next((c for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c and shutil.which(c)), None)
+
+
 def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
     """The model of ``config``, sharded by TorchRec's planner on ``env``, with its optimizer."""
     check_world(spec, env.world_size)
+    if config.model.compile_tower and env.device.type == "cpu" and cpp_compiler() is None:
+        raise ConfigError(
+            "model.compile_tower=true: torch.compile's CPU backend builds C++ and no compiler is on the PATH "
+            "(looked for $CXX, g++, clang++, c++); install one (e.g. apt install g++) or set model.compile_tower=false"
+        )
     model = unsharded(config, spec)
     num_parameters = sum(p.numel() for p in model.parameters())
     layout = config.model.effective_layout()

@@ -11,7 +11,7 @@ from torch._dynamo.utils import counters
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.spec import default_spec
-from pyramid_mixer.jobs.build import build
+from pyramid_mixer.jobs.build import build, cpp_compiler
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.loops import PipelineLoop, PlainLoop
 from tests.logs import random_rows, write_rows
@@ -143,6 +143,7 @@ def test_checkpoint_restores_the_rng_state(tmp_path: Path) -> None:
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) -> None:
     """``model.compile_tower``: torch.compile (inductor) of the tower, through the pipeline; a shorter last batch
     and an eval batch compile again. Same losses and weights as the plain tower, to rounding."""
@@ -175,3 +176,13 @@ def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) ->
     for k in plain:
         torch.testing.assert_close(state[k], plain[k], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_compile_tower_without_a_cpp_compiler_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyramid_mixer.features.config_io import ConfigError
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert cpp_compiler() is None
+    config = load_config(None, OVERRIDES + ["model.compile_tower=true"])
+    with pytest.raises(ConfigError, match="no compiler is on the PATH.*model.compile_tower=false"):
+        build(config, default_spec(), init_distributed())
