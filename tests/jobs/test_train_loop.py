@@ -31,6 +31,19 @@ def _state(dmp) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
+def _train_epoch(stepper, reader: ParquetReader) -> list:  # type: ignore[no-untyped-def]
+    """One pass over ``reader`` with ``stepper`` (a PlainLoop or PipelineLoop); the losses, step by step. The
+    stepper is detached at the end, so the model is the plain one again."""
+    batches, losses = iter(reader), []
+    while True:
+        try:
+            losses.append(float(stepper.progress(batches)[0]))
+        except StopIteration:
+            break
+    stepper.detach()
+    return losses
+
+
 def test_pipeline_and_plain_loop_give_the_same_model(tmp_path: Path) -> None:
     env = init_distributed()
     spec = default_spec()
@@ -40,15 +53,7 @@ def test_pipeline_and_plain_loop_give_the_same_model(tmp_path: Path) -> None:
     for loop in (PlainLoop, PipelineLoop):
         built = build(config, spec, env)
         reader = ParquetReader([tmp_path], spec, built.layout, 32)
-        stepper = loop(built.dmp, built.optimizer, env.device)
-        batches = iter(reader)
-        losses = []
-        while True:
-            try:
-                losses.append(float(stepper.progress(batches)[0]))
-            except StopIteration:
-                break
-        stepper.detach()
+        losses = _train_epoch(loop(built.dmp, built.optimizer, env.device), reader)
         results.append((losses, _state(built.dmp)))
     (plain_losses, plain), (pipe_losses, pipe) = results
     assert len(plain_losses) == len(pipe_losses) == 6
@@ -158,14 +163,7 @@ def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) ->
         assert (getattr(tower, "_compiled_call_impl", None) is not None) == compiled
         frames = counters["stats"]["unique_graphs"]  # graphs dynamo has compiled in this process so far
         stepper = PipelineLoop(built.dmp, built.optimizer, env.device)
-        batches = iter(ParquetReader([tmp_path], spec, built.layout, 32))
-        losses = []
-        while True:
-            try:
-                losses.append(float(stepper.progress(batches)[0]))
-            except StopIteration:
-                break
-        stepper.detach()
+        losses = _train_epoch(stepper, ParquetReader([tmp_path], spec, built.layout, 32))
         built.dmp.eval()
         with torch.no_grad():
             _, (_, logits, _, _) = built.dmp(next(iter(ParquetReader([tmp_path], spec, built.layout, 50))))
