@@ -142,10 +142,9 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, job: JobConfig, spec: Featu
         step()
     flops = counter.get_total_flops()
     calls = record_matmuls(step)  # the same step's matmuls, replayed alone: the tower's ceiling (gemm_bound.py)
-    replay_s = replay_seconds(calls, max(cfg.repeats, MIN_REPEATS))
+    replay_s, replay_flops = replay_seconds(calls, max(cfg.repeats, MIN_REPEATS)), matmul_flops(calls)
     out: Dict[str, Any] = {"flops": flops, "matmuls_alone": {
-        "calls": len(calls), "flops": matmul_flops(calls), "seconds": replay_s,
-        "gflops": matmul_flops(calls) / replay_s / 1e9}}
+        "calls": len(calls), "flops": replay_flops, "seconds": replay_s, "gflops": replay_flops / replay_s / 1e9}}
     for dtype in ("fp32", "bf16"):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             seconds, runs = timed(step, cfg.warmup, cfg.repeats, cfg.max_seconds)

@@ -37,8 +37,6 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     ebc = embedding_bag_collection(spec, layout)  # meta device: DMP materialises the shards
     m = config.model
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
-    if m.compile_tower:
-        tower.compile()  # in place: parameter names, checkpoints and the plan are those of the plain tower
     managed = managed_ids(spec, layout, config.train.batch_size)
     return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed),
@@ -54,12 +52,15 @@ def cpp_compiler() -> Optional[str]:
 def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
     """The model of ``config``, sharded by TorchRec's planner on ``env``, with its optimizer."""
     check_world(spec, env.world_size)
-    if config.model.compile_tower and env.device.type == "cpu" and cpp_compiler() is None:
-        raise ConfigError(
-            "model.compile_tower=true: torch.compile's CPU backend builds C++ and no compiler is on the PATH "
-            "(looked for $CXX, g++, clang++, c++); install one (e.g. apt install g++) or set model.compile_tower=false"
-        )
     model = unsharded(config, spec)
+    if config.model.compile_tower:
+        if env.device.type == "cpu" and cpp_compiler() is None:
+            raise ConfigError(
+                "model.compile_tower=true: torch.compile's CPU backend builds C++ and no compiler is on the PATH "
+                "(looked for $CXX, g++, clang++, c++); install one (e.g. apt install g++) or set "
+                "model.compile_tower=false"
+            )
+        model.model.tower.compile()  # in place: parameter names and checkpoints are those of the plain tower
     num_parameters = sum(p.numel() for p in model.parameters())
     layout = config.model.effective_layout()
     dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size,

@@ -9,6 +9,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build, cpp_compiler
@@ -177,8 +178,6 @@ def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) ->
 
 
 def test_compile_tower_without_a_cpp_compiler_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pyramid_mixer.features.config_io import ConfigError
-
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert cpp_compiler() is None
     config = load_config(None, OVERRIDES + ["model.compile_tower=true"])
