@@ -39,7 +39,7 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     managed = managed_ids(spec, layout, config.train.batch_size)
     return RankingTrain(
-        RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed),
+        RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed, config.model.input_norm),
         tuple(label.weight for label in spec.labels),
     )
 

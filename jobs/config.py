@@ -86,6 +86,8 @@ class ModelConfig:
     # faster (~10 % off a training step at 2,336 behaviours), after a one-off compile of a minute or more per
     # batch shape (the last, shorter batch and eval batches compile once more); same results to rounding
     compile_tower: bool = False
+    # layer-norm each history token and the candidate before the tower (every tower reads the same scale)
+    input_norm: bool = True
 
     def effective_layout(self) -> PyramidLayout:
         if self.levels in (0, len(self.layout.levels)):

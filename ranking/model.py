@@ -6,7 +6,11 @@ Parts, each testable alone (TorchRec's DLRM layout):
   outputs are selected by
   name (``KeyedTensor.regroup``): the pyramid tokens ``B X S X F X D``, the candidate ``B X Ft X D`` and
   every request-level feature for the over arch;
-- the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``);
+- the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``), which receives
+  every token and the candidate layer-normed (over ``F X D`` and ``Ft X D``, no affine; ``input_norm``):
+  every tower then reads inputs of the same scale whatever the tables' (their rows start at ``init_scale``
+  0.05, so a raw product of two embeddings starts near 0.0025, which a tower without norms of its own, such
+  as DIN, hardly learns to read within a short budget);
 - the over arch: tower output + pooled sparse embeddings + dense features -> MLP -> ``B X n_labels``.
 
 ``RankingTrain`` owns the loss (BCE per label, weighted) and returns ``(loss, (loss, logits, labels,
@@ -72,6 +76,8 @@ class RankingModel(nn.Module):
     tower: ``forward(tokens B X S X F X D, mask B X S, target B X Ft X D) -> B X out_dim``, with ``out_dim``.
     over: the over-arch MLP widths.
     managed: the managed-collision modules of the spec's managed tables (``embeddings.collisions``), or None.
+    input_norm: layer-norm the tokens (over F X D) and the candidate (over Ft X D) before the tower; a padded
+        token (all zeros) stays zero.
     """
 
     def __init__(
@@ -82,8 +88,10 @@ class RankingModel(nn.Module):
         tower: nn.Module,
         over: OverArchConfig,
         managed: Optional[ManagedIds] = None,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
+        self.input_norm = input_norm
         self.managed_ids = managed
         self.sparse_arch = ebc
         self.keys = EmbeddingKeys.build(spec, layout)
@@ -106,6 +114,11 @@ class RankingModel(nn.Module):
         tokens, sparse, target = KeyedTensor.regroup([pooled], [k.tokens, k.sparse, k.target])
         tokens = tokens.view(B, k.num_slots, k.num_token_features, k.dim)  # B X S X F X D
         target = target.view(B, len(k.target), k.dim)  # B X Ft X D
+        if self.input_norm:  # static shapes: the train pipeline traces this forward with torch.fx
+            # eps far below the variance of rows of scale 0.05 (mean-pooled bags reach ~1e-4), so the norm
+            # removes the tables' scale rather than shrinking small tokens; an all-zero padded token stays 0
+            tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
+            target = nnf.layer_norm(target, (len(k.target), k.dim), eps=1e-9)
         h = self.tower(tokens, self.token_mask(kjt), target)  # B X out_dim
         x = torch.cat([h, sparse, dense], dim=1)
         return self.head(self.over_arch(x))  # B X n_labels

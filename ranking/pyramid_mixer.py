@@ -15,12 +15,14 @@ levels, the period pooling, and the target-aware readout. Pipeline, for K levels
    token. So the middle level mixes a summary of the short one and the long level a summary of both.
 3. Period tokens: the masked mean of each level's own tokens, ``B X K X F X D``; the cross-period module
    mixes them along K, then along the F·D features of each period token.
-4. Readout (ours): per level, the candidate (its ``Ft X D`` embeddings, layer-normed, flattened and
-   projected to F·D) queries the level's own tokens by scaled dot product and masked softmax;
-   ``target_aware=False`` uses a learned query per level instead. The K pooled vectors, the K period
-   tokens and the match terms (the query times each level's pooled vector and mean token, so that how well
-   the history matches the candidate reaches the output as a product rather than something an MLP must
-   learn to multiply), concatenated, are projected to ``out_dim``.
+4. Readout (ours): per level, DIN's attention unit (``target_attention.py``) scores each of the level's own
+   tokens against the candidate (its ``Ft X D`` embeddings, layer-normed) and the tokens are summed with
+   those weights, unnormalised as in DIN, so that how many behaviours of a period match the candidate reaches
+   the output, not only which ones; ``target_aware=False`` pools by masked softmax against a learned query
+   per level instead. The K pooled vectors, the K period tokens and the match terms (the candidate projected
+   to F·D times each level's pooled vector and mean token, so that how well the history matches the
+   candidate reaches the output as a product rather than something an MLP must learn to multiply),
+   concatenated, are projected to ``out_dim``.
 
 A level with no real token contributes zeros to the readout and to the period tokens; nothing divides by
 zero or takes a softmax over nothing. Padded token slots are ignored: whatever they hold (even NaN), the
@@ -42,6 +44,7 @@ from torch.nn import functional
 
 from pyramid_mixer.ranking.init_streams import init_stream
 from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
+from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class PyramidMixerConfig:
             mixing reads carried tokens, so with ``cross_behavior=False`` nothing is carried (no dead merge).
         cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
         target_aware: the candidate queries the readout (ablation: False uses a learned query).
+        readout_hidden: width of each level's attention unit in the target-aware readout.
         query_norm: a LayerNorm over the candidate's ``Ft X D`` embeddings before the query projection, so
             that the query has the scale of the (normalised) tokens it is matched with; False feeds the raw
             embeddings, whose scale is the tables' (``init_scale`` 0.05 at the start).
@@ -84,6 +88,7 @@ class PyramidMixerConfig:
     carry_tokens: int = 2
     cross_period: bool = True
     target_aware: bool = True
+    readout_hidden: int = 64
     query_norm: bool = True
     expansion: int = 2
     out_dim: int = 64
@@ -94,7 +99,8 @@ class PyramidMixerConfig:
             raise ValueError(
                 f"PyramidMixerConfig.level_tokens={self.level_tokens}: need one or more levels, each >= 1 token"
             )
-        for name in ("num_features", "dim", "num_target_features", "layers_per_level", "expansion", "out_dim"):
+        for name in ("num_features", "dim", "num_target_features", "layers_per_level", "expansion", "out_dim",
+                     "readout_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PyramidMixerConfig.{name}={getattr(self, name)}: must be >= 1")
         for name in ("low_rank", "carry_tokens"):
@@ -235,10 +241,16 @@ class PyramidMixer(nn.Module):
             self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
         norm = config.target_aware and config.query_norm
         self.target_norm = nn.LayerNorm((config.num_target_features, D), device=device) if norm else None
+        self.attention = nn.ModuleList()  # per level, the target-aware readout's attention unit
         if config.target_aware:
             self.query = nn.Linear(config.num_target_features * D, K * F * D, device=device)
             self._align_query(K, F, D, config.num_target_features)
             self.learned_query = None
+            for k in range(K):
+                with init_stream(f"readout{k}"):
+                    self.attention.append(
+                        TargetAttentionUnit(F * D, config.num_target_features * D, config.readout_hidden, device)
+                    )
         else:
             self.query = None
             with init_stream("learned_query"):
@@ -248,9 +260,9 @@ class PyramidMixer(nn.Module):
 
     @torch.no_grad()
     def _align_query(self, K: int, F: int, D: int, Ft: int) -> None:
-        """Starts each level's query at "the candidate's own features": target feature f reads token
-        feature f (they come from the same tables), so the readout scores how much a token matches the
-        candidate from the first step instead of having to discover that alignment from a random start."""
+        """Starts each level's query at "the candidate's own features": target feature f multiplies token
+        feature f (they come from the same tables), so the match terms measure how much the pooled tokens
+        match the candidate from the first step instead of having to discover that alignment."""
         if self.query is None or not self.query.weight.is_floating_point() or self.query.weight.is_meta:
             return
         self.query.weight.zero_()
@@ -315,24 +327,24 @@ class PyramidMixer(nn.Module):
                 raise ValueError(f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)}")
             if self.target_norm is not None:
                 target = self.target_norm(target)
-            query = self.query(target.reshape(B, Ft * D)).view(B, K, F * D, 1).transpose(0, 1)  # K X B X (F·D) X 1
+            t = target.reshape(1, B, Ft * D)  # broadcast over each level's tokens
+            query = self.query(t[0]).view(B, K, F * D).transpose(0, 1)  # K X B X (F·D), for the match terms
         else:
             query = self.learned_query  # K X (F·D), the same for every example
         pooled = []
         for k, (x, m) in enumerate(levels):
             flat = x.view(x.size(0), B, F * D)  # T_k X B X (F·D)
-            if self.query is not None:  # the candidate's query, B X (F·D) X 1 per level
-                scores = torch.bmm(flat.transpose(0, 1), query[k]).squeeze(-1).t()  # B X T_k X 1 -> T_k X B
-            else:  # the learned query, (F·D) per level
-                scores = torch.matmul(flat, query[k])  # T_k X B
-            scores = scores * (F * D) ** -0.5
+            if self.query is not None:  # DIN's unit, unnormalised weights
+                attention = torch.where(m, self.attention[k](flat, t), 0.0)  # T_k X B
+            else:  # the learned query, (F·D) per level: masked softmax of the scaled dot product
+                attention = masked_softmax(torch.matmul(flat, query[k]) * (F * D) ** -0.5, m, dim=0)  # T_k X B
             count = m.sum(0, keepdim=True).clamp(min=1)  # 1 X B
-            w = torch.stack([masked_softmax(scores, m, dim=0), m / count], 2)  # T_k X B X 2: attention, mean
+            w = torch.stack([attention, m / count], 2)  # T_k X B X 2: attention, mean
             pooled.append(pool_tokens(flat, w))  # B X 2 X (F·D): target-aware pooling, period token
         pooled = torch.stack(pooled, 1)  # B X K X 2 X (F·D)
         # match terms: the query times the attention-pooled and the mean token, so that how well the history
         # matches the candidate is a product the next layer reads off, not one an MLP must learn to multiply
-        q = query.squeeze(-1).transpose(0, 1) if self.query is not None else query.expand(B, K, F * D)
+        q = query.transpose(0, 1) if self.query is not None else query.expand(B, K, F * D)
         match = pooled * q.unsqueeze(2)  # B X K X 2 X (F·D)
         p = pooled[:, :, 1].reshape(B, K, F, D)  # B X K X F X D, the period tokens
         if self.cross_period is not None:

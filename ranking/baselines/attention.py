@@ -33,15 +33,14 @@ from torch.nn import functional
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
 from pyramid_mixer.ranking.mixer_layer import masked_softmax
+from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
 
 
 class DinTower(nn.Module):
     """DIN: target attention over the history, unnormalised weighted sum plus mean, projected to ``out_dim``.
 
-    The attention unit is ``score_s = w2 · gelu(W1 [t, x_s, t - a_s, t * a_s] + b1) + b2`` with ``t`` the
-    flattened candidate (Ft·D), ``x_s`` the flattened token (F·D) and ``a_s`` its first Ft features (Ft·D).
-    It is computed without building the concatenation: the candidate-only terms once per example, and the
-    token terms as one matmul over ``[x_s, t * a_s]`` (the ``-a_s`` term folded into the token weights).
+    The attention unit (``target_attention.TargetAttentionUnit``) scores each token ``x_s`` (F·D) against the
+    flattened candidate ``t`` (Ft·D) from ``[t, x_s, t - a_s, t * a_s]``, ``a_s`` the token's first Ft features.
     Padded tokens weigh 0; there is no softmax. ``config.layers`` and ``config.heads`` are not used.
 
     Args:
@@ -65,27 +64,8 @@ class DinTower(nn.Module):
         super().__init__()
         self.config = config
         C, A = config.num_features * config.dim, config.num_target_features * config.dim
-        # columns ordered as DIN's input [target, token, target - token, target * token]
-        self.att_in = nn.Linear(A + C + 2 * A, config.hidden, device=device)
-        self.att_out = nn.Linear(config.hidden, 1, device=device)
+        self.unit = TargetAttentionUnit(C, A, config.hidden, device)
         self.out = nn.Linear(2 * C, config.out_dim, device=device)
-
-    def attention_scores(self, x: Tensor, t: Tensor) -> Tensor:
-        """DIN's attention unit, unmasked.
-
-        Args:
-            x (Tensor): B X S X (F·D), flattened tokens (padded ones zero).
-            t (Tensor): B X (Ft·D), the flattened candidate.
-
-        Returns:
-            Tensor: B X S scores.
-        """
-        C, A = x.size(2), t.size(1)
-        w_t, w_x, w_d, w_p = self.att_in.weight.split([A, C, A, A], 1)  # hidden X each part
-        per_example = functional.linear(t, w_t + w_d, self.att_in.bias)  # B X hidden: W_t t + W_d t + b1
-        w_tok = torch.cat([w_x - functional.pad(w_d, (0, C - A)), w_p], 1)  # hidden X (C + A): W_x x - W_d a
-        h = functional.linear(torch.cat([x, t[:, None] * x[:, :, :A]], 2), w_tok)  # B X S X (C + A) -> B X S X hidden
-        return self.att_out(functional.gelu(h + per_example[:, None])).squeeze(-1)  # B X S X 1 -> B X S
 
     def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
@@ -93,7 +73,7 @@ class DinTower(nn.Module):
         B = tokens.size(0)
         x = zero_padding(tokens, mask).flatten(2)  # B X S X (F·D)
         t = target.reshape(B, -1)  # B X (Ft·D)
-        attention = torch.where(mask, self.attention_scores(x, t), 0.0)  # B X S, padded tokens weigh 0
+        attention = torch.where(mask, self.unit(x, t[:, None]), 0.0)  # B X S, padded tokens weigh 0
         mean = mask / mask.sum(1, keepdim=True).clamp(min=1)  # B X S, zeros for an empty history
         pooled = torch.bmm(torch.stack([attention, mean], 1), x)  # B X 2 X S @ B X S X (F·D) -> B X 2 X (F·D)
         return self.out(pooled.view(B, -1))  # B X 2·F·D -> B X out_dim

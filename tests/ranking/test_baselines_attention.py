@@ -131,8 +131,8 @@ def din_reference(tower: DinTower, tokens: torch.Tensor, mask: torch.Tensor, tar
     x = tokens.masked_fill(~mask[:, :, None, None], 0.0).reshape(Bt, S, F * D)
     t = target.reshape(Bt, 1, -1).expand(Bt, S, -1)
     a = x[:, :, : t.size(2)]
-    h = functional.gelu(tower.att_in(torch.cat([t, x, t - a, t * a], 2)))
-    w = tower.att_out(h).squeeze(-1) * mask
+    h = functional.gelu(tower.unit.att_in(torch.cat([t, x, t - a, t * a], 2)))
+    w = tower.unit.att_out(h).squeeze(-1) * mask
     weighted = (w[:, :, None] * x).sum(1)
     mean = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
     return tower.out(torch.cat([weighted, mean], 1))

@@ -39,16 +39,16 @@ def batch(tmp_path: Path):  # type: ignore[no-untyped-def]
     return next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=12)))
 
 
-def _model(tower: torch.nn.Module) -> RankingModel:
+def _model(tower: torch.nn.Module, input_norm: bool = True) -> RankingModel:
     torch.manual_seed(0)
     spec = default_spec()
     ebc = embedding_bag_collection(spec, LAYOUT, device=torch.device("cpu"))
-    return RankingModel(ebc, spec, LAYOUT, tower, OverArchConfig(hidden=(8,)))
+    return RankingModel(ebc, spec, LAYOUT, tower, OverArchConfig(hidden=(8,)), input_norm=input_norm)
 
 
 def test_tower_gets_tokens_mask_and_target_by_name(batch) -> None:  # type: ignore[no-untyped-def]
     spy = Spy()
-    model = _model(spy)
+    model = _model(spy, input_norm=False)
     logits = model(batch.sparse_features, batch.dense_features)
     assert logits.shape == (12, 3)
     tokens, mask, target = spy.seen["tokens"], spy.seen["mask"], spy.seen["target"]
@@ -61,6 +61,24 @@ def test_tower_gets_tokens_mask_and_target_by_name(batch) -> None:  # type: igno
     expected = torch.stack([hist > p for p in (0, 1, 2, 3, 4, 8)], 1)
     assert torch.equal(mask, expected)
     assert not mask[hist == 0].any()
+
+
+def test_tower_reads_layer_normed_inputs_whatever_the_tables_scale(batch) -> None:  # type: ignore[no-untyped-def]
+    spy = Spy()
+    model = _model(spy)
+    with torch.no_grad():
+        model(batch.sparse_features, batch.dense_features)
+        tokens, mask, target = spy.seen["tokens"], spy.seen["mask"], spy.seen["target"]
+        real = tokens[mask].flatten(1)  # every real token, over F X D
+        torch.testing.assert_close(real.mean(1), torch.zeros(len(real)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(real.var(1, unbiased=False), torch.ones(len(real)), atol=1e-3, rtol=0)
+        assert bool(mask.any()) and not mask.all() and tokens[~mask].eq(0).all()  # padding stays zero
+        torch.testing.assert_close(target.flatten(1).mean(1), torch.zeros(12), atol=1e-5, rtol=0)
+        for table in model.sparse_arch.embedding_bags.values():
+            table.weight.mul_(20.0)  # tables 20x larger: the tower reads the same
+        model(batch.sparse_features, batch.dense_features)
+    torch.testing.assert_close(spy.seen["tokens"], tokens, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(spy.seen["target"], target, atol=1e-4, rtol=1e-4)
 
 
 def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[no-untyped-def]
