@@ -196,7 +196,8 @@ class FusionGate(nn.Module):
     The gate's projection weights start at zero and its bias at ``logit(init)``, so the layer starts as the
     mix ``a = init`` for every example. Starting mostly on CB (0.95) keeps each token's features apart (as
     they come from the tables the candidate's features come from) while the gate learns how much feature
-    mixing to admit: on the planted logs an even start (0.5) lost 0.014 click AUC (4 seeds).
+    mixing to admit: on the planted logs an even start (0.5) lost 0.014 click AUC (4 seeds) with a softmax
+    readout, 0.001 with the DIN-unit readout (4 seeds; 0.8 lost 0.005 over 3).
 
     Args:
         num_features (int): F.

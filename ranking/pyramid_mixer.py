@@ -68,9 +68,10 @@ class PyramidMixerConfig:
         cross_period: the multi-scale cross-period module (ablation: False uses the period tokens unmixed).
         target_aware: the candidate queries the readout (ablation: False uses a learned query).
         readout_hidden: width of each level's attention unit in the target-aware readout.
-        query_norm: a LayerNorm over the candidate's ``Ft X D`` embeddings before the query projection, so
-            that the query has the scale of the (normalised) tokens it is matched with; False feeds the raw
-            embeddings, whose scale is the tables' (``init_scale`` 0.05 at the start).
+        query_norm: a learned LayerNorm over the candidate's ``Ft X D`` embeddings before the readout (its
+            attention units and the match terms' projection). The model already layer-norms the candidate
+            without affine (``RankingModel``'s ``input_norm``); this one adds a learned scale and shift, and
+            keeps the tower usable alone on raw embeddings.
         expansion: hidden multiplier of the channel MLPs.
         out_dim: width of the tower's output.
     """
