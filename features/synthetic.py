@@ -58,9 +58,22 @@ Behaviour timeline (the history)
 Sessions (``Poisson(r_u * active days / session_length)`` of them, uniform in time, ``1 + Poisson(
 session_length - 1)`` behaviours 45 s apart on average). Each behaviour's item comes from a source:
 inside a burst block, with probability ``behaviour_burst_share``, the burst (its author with
-probability 0.35, else an item of its category); otherwise middle term (0.30), long term (0.40),
-a favourite author (0.12) or a popular item (0.18). Category sources take an item by popularity within
-the category. The action code grows with the match of the item to the user's state at that time, with
+probability 0.35, else an item of its category); otherwise middle term (``behaviour_middle``, 0.30),
+long term (``behaviour_long``, 0.40), a favourite author (``behaviour_author``, 0.12) or a popular item
+(the rest, 0.18). Category sources take an item by popularity within the category.
+
+Sessions can be topical (``session_focus``, 0 by default; the quality benchmark uses 0.8): a user who
+opens a session on a long-term taste, a middle-term interest or a favourite author tends to stay on it,
+as people do when they binge a topic or a creator. Each later behaviour of the session, unless it comes
+from the burst, repeats the opener's source with probability ``session_focus``: an item of the opener's
+category, or of its author. A session opened on a popular or burst item has no topic. The draws come from
+their own stream, so the rest of the data does not move. Topical sessions make consecutive behaviours
+alike, so the recent history holds few *independent* samples of the user's interests: the ~56 most recent
+behaviours are about nine sessions, three or four of them on the long-term taste, while the long-term
+taste needs many sessions to show. Reading it takes the older history, where a pooled group of behaviours
+spans one or two sessions and so one or two topics: the structure a pyramid of pooled levels is for.
+
+The action code grows with the match of the item to the user's state at that time, with
 ``m = L_u(c) + [c in middle] + [c == burst category] + [favourite author on its main category]``:
 ``P(like=3) = 0.04 + 0.06 m + 0.35 [fav on-category] + niche_like_weight * ν_u * niche(i)`` (clipped to
 ``[0.01, 1]``), ``P(finish=2) = 0.20 + 0.08 m``, else click=1.
@@ -233,6 +246,9 @@ class SyntheticConfig:
         burst_hours: length of a short-term block.
         burst_prob: probability that a block is a burst.
         behaviour_burst_share: share of a burst block's behaviours drawn from the burst.
+        behaviour_middle / behaviour_long / behaviour_author: shares of the other behaviours drawn from the
+            middle term, the long term and a favourite author (the rest are popular items).
+        session_focus: probability that a behaviour repeats its session's topic (see "Behaviour timeline").
         exposure_short / exposure_middle / exposure_long / exposure_author: shares of candidates drawn
             from the effective burst, the middle term, the long term, a favourite author (the rest by
             global popularity).
@@ -284,6 +300,10 @@ class SyntheticConfig:
     burst_hours: float = 6.0
     burst_prob: float = 0.35
     behaviour_burst_share: float = 0.6
+    behaviour_middle: float = 0.30
+    behaviour_long: float = 0.40
+    behaviour_author: float = 0.12
+    session_focus: float = 0.0
     # exposure (candidate) mixture
     exposure_short: float = 0.25
     exposure_middle: float = 0.15
@@ -369,6 +389,7 @@ def _check_config(cfg: SyntheticConfig) -> None:
             f"(impressions happen at the end of the behaviour span)"
         )
     shares = ["new_user_share", "anchor_share", "author_focus", "burst_prob", "behaviour_burst_share",
+              "behaviour_middle", "behaviour_long", "behaviour_author", "session_focus",
               "exposure_short", "exposure_middle", "exposure_long", "exposure_author"]
     for name in shares:
         if not 0.0 <= getattr(cfg, name) <= 1.0:
@@ -378,6 +399,12 @@ def _check_config(cfg: SyntheticConfig) -> None:
         raise ValueError(
             f"SyntheticConfig exposure_short + exposure_middle + exposure_long + exposure_author = "
             f"{exposure:.3f}; it must be <= 1 (the rest is popularity-driven exposure)"
+        )
+    behaviour = cfg.behaviour_middle + cfg.behaviour_long + cfg.behaviour_author
+    if behaviour > 1.0:
+        raise ValueError(
+            f"SyntheticConfig behaviour_middle + behaviour_long + behaviour_author = {behaviour:.3f}; it must be "
+            f"<= 1 (the rest of the behaviours are popular items)"
         )
     for name in ["behaviours_per_day", "session_length", "middle_period_days", "burst_hours"]:
         if getattr(cfg, name) <= 0:
@@ -781,7 +808,7 @@ class _Timeline:
 
 def _session_times(rng: np.random.Generator, cfg: SyntheticConfig, rate: np.ndarray,
                    start: np.ndarray) -> Tuple[np.ndarray, ...]:
-    """Returns ``(local user, time)`` of every behaviour of ``n`` users, unsorted."""
+    """Returns ``(local user, time, session)`` of every behaviour of ``n`` users, unsorted."""
     end = cfg.days * _DAY
     span = (end - start).astype(np.float64)
     sessions = rng.poisson(rate * span / _DAY / cfg.session_length)
@@ -794,14 +821,15 @@ def _session_times(rng: np.random.Generator, cfg: SyntheticConfig, rate: np.ndar
     first = np.concatenate([[0], np.cumsum(s_len)[:-1]]).astype(np.int64)
     offset = cum - (cum[first] - gaps[first])[b_session]  # within-session cumulative gaps
     t = np.minimum(s_start[b_session] + offset, end - 1).astype(np.int64)
-    return s_user[b_session], t
+    return s_user[b_session], t, b_session
 
 
 def _behaviour_sources(rng: np.random.Generator, cfg: SyntheticConfig, in_burst: np.ndarray) -> np.ndarray:
     """Draws the source of each behaviour (burst inside burst blocks, else the fixed mixture)."""
     n = in_burst.shape[0]
     u = rng.random(n)
-    source = np.select([u < 0.30, u < 0.70, u < 0.82], [_MIDDLE, _LONG, _AUTHOR], _POPULAR)
+    edges = np.cumsum([cfg.behaviour_middle, cfg.behaviour_long, cfg.behaviour_author])
+    source = np.select([u < edges[0], u < edges[1], u < edges[2]], [_MIDDLE, _LONG, _AUTHOR], _POPULAR)
     burst = in_burst & (rng.random(n) < cfg.behaviour_burst_share)
     by_author = rng.random(n) < 0.35
     return np.where(burst, np.where(by_author, _SHORT_AUTHOR, _SHORT_CATEGORY), source)
@@ -817,19 +845,46 @@ def _actions(rng: np.random.Generator, m: _Matches, niche_lean: np.ndarray) -> n
     return np.where(u < p_like, ACTION_LIKE, np.where(u < p_like + p_finish, ACTION_FINISH, ACTION_CLICK))
 
 
+def _session_topics(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, session: np.ndarray,
+                    source: np.ndarray, item: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Makes sessions topical: with probability ``session_focus`` a behaviour repeats its session's topic.
+
+    The topic is the source of the session's first behaviour and its item's category (long or middle term)
+    or author (a favourite author); a session that opens on a popular or burst item has none, and burst
+    behaviours keep their own source. Returns the new ``(source, item)``.
+    """
+    n = source.shape[0]
+    lead = np.full(int(session.max()) + 1 if n else 0, n, np.int64)
+    np.minimum.at(lead, session, np.arange(n))
+    lead = lead[session]  # position of each behaviour's session opener
+    topic = source[lead]
+    focused = (np.isin(topic, (_LONG, _MIDDLE, _AUTHOR)) & np.isin(source, (_POPULAR, _LONG, _MIDDLE, _AUTHOR))
+               & (np.arange(n) != lead) & (rng.random(n) < cfg.session_focus))
+    u = rng.random(n)
+    by_author = focused & (topic == _AUTHOR)
+    by_category = focused & ~by_author
+    item = item.copy()
+    item[by_author] = _items_of_author(world, world.item_author[item[lead[by_author]]], u[by_author])
+    item[by_category] = _items_in_category(world, world.item_category[item[lead[by_category]]], u[by_category])
+    return np.where(focused, topic, source), item
+
+
 def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, interests: _Interests,
-                    users: _Users, ids: np.ndarray) -> _Timeline:
-    """Draws the behaviour timeline of the chunk's users ``ids`` (0-based global indices)."""
+                    users: _Users, ids: np.ndarray, topic_rng: Optional[np.random.Generator] = None) -> _Timeline:
+    """Draws the behaviour timeline of the chunk's users ``ids`` (0-based global indices); ``topic_rng`` (its
+    own stream) draws the topical sessions when ``session_focus > 0``."""
     period_s, _, block_s, _ = _period_count(cfg)
-    user, t = _session_times(rng, cfg, users.rate[ids], users.start[ids])
+    user, t, session = _session_times(rng, cfg, users.rate[ids], users.start[ids])
     key = (user.astype(np.int64) << 32) | t
     order = np.argsort(key, kind="stable")
-    user, t, key = user[order], t[order], key[order]
+    user, t, key, session = user[order], t[order], key[order], session[order]
     period = ((t + users.phase[ids][user]) // period_s).astype(np.int64)
     block = t // block_s
     in_burst = interests.burst_category[user, block] > 0
     source = _behaviour_sources(rng, cfg, in_burst)
     item = _draw_items(rng, world, interests, user, period, block, source)
+    if cfg.session_focus > 0 and topic_rng is not None:
+        source, item = _session_topics(topic_rng, cfg, world, session, source, item)
     matches = _match(world, interests, user, period, block, item, in_burst)
     lean = cfg.niche_like_weight * users.niche[ids][user] * -world.item_pop_score[item]
     return _Timeline(key=key, time=t, item=item, author=world.item_author[item], action=_actions(rng, matches, lean))
@@ -1132,7 +1187,8 @@ def generate(config: SyntheticConfig, out_dir: Union[str, Path],
                 continue
             rng = np.random.default_rng([config.seed, 2, chunk])
             interests = _draw_interests(rng, config, world, ids.shape[0])
-            tl = _build_timeline(rng, config, world, interests, users, ids)
+            topic_rng = np.random.default_rng([config.seed, 4, chunk])
+            tl = _build_timeline(rng, config, world, interests, users, ids, topic_rng)
             imp = _build_impressions(rng, config, world, interests, users, ids, tl)
             for a, b in _sub_batches(imp.length, _HIST_BUDGET):
                 writer.write(_rows_table(config, world, tl, imp, a, b, written + a + 1))

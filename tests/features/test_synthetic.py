@@ -288,6 +288,43 @@ def test_long_tail_taste_shows_only_in_what_is_liked(signal, tmp_path) -> None:
     assert _long_tail_auc(on, planted) > _long_tail_auc(SIGNAL, table) + 0.08
 
 
+def _adjacent_same_category(table: pa.Table) -> float:
+    """Share of consecutive history entries (within a row) that have the same category."""
+    offsets, values = _offsets(table, "hist_item_category")
+    same = values[1:] == values[:-1]
+    inside = np.ones(values.shape[0] - 1, bool)
+    inside[offsets[1:-1] - 1] = False  # a pair across two rows
+    return float(same[inside].mean())
+
+
+def test_topical_sessions_make_neighbours_alike_and_move_nothing_else(tmp_path, small) -> None:
+    """``session_focus`` repeats a session's topic inside the history; the impressions, the labels and which
+    behaviours exist (their times) stay those of the same seed without it, and 0 is the old data."""
+    _, table = small
+    _, topical = _write(dataclasses.replace(SMALL, session_focus=0.8), tmp_path)
+    scalar = [n for n in SCHEMA.names if n not in HIST]
+    assert topical.select(scalar).equals(table.select(scalar))
+    assert topical.column("hist_time").equals(table.column("hist_time"))
+    assert not topical.column("hist_item_id").equals(table.column("hist_item_id"))
+    # neighbours share a category far more often (0.47 against 0.23 when written)
+    assert _adjacent_same_category(topical) > _adjacent_same_category(table) + 0.1
+
+
+def _distinct_head_categories(table: pa.Table) -> float:
+    """Mean number of distinct categories among a row's 32 most recent behaviours (rows with 32 or more)."""
+    offsets, values = _offsets(table, "hist_item_category")
+    counts = _head_counts(offsets, values, 32, int(values.max()) + 1)
+    full = np.diff(offsets) >= 32
+    return float((counts[full] > 0).sum(1).mean())
+
+
+def test_behaviour_shares_move_the_history_sources(tmp_path, small) -> None:
+    """With no long-term share, a user's history spreads over more categories (the taste is concentrated)."""
+    _, table = small
+    _, spread = _write(dataclasses.replace(SMALL, behaviour_long=0.0), tmp_path)
+    assert _distinct_head_categories(spread) > _distinct_head_categories(table) + 0.4  # 10.5 against 9.7
+
+
 def test_cap_changes_only_history_length(tmp_path, small) -> None:
     _, table = small
     capped = dataclasses.replace(SMALL, max_history=8)
@@ -349,6 +386,8 @@ def test_exact_auc_matches_sklearn_with_ties() -> None:
         ({"days": 7, "impression_days": 7}, "impression_days = 7 must be < days = 7"),
         ({"burst_prob": 1.5}, r"burst_prob = 1.5; it must be in \[0, 1\]"),
         ({"exposure_short": 0.5, "exposure_long": 0.6}, "it must be <= 1"),
+        ({"session_focus": 1.2}, r"session_focus = 1.2; it must be in \[0, 1\]"),
+        ({"behaviour_middle": 0.5, "behaviour_long": 0.6}, "behaviour_author = 1.220; it must be <= 1"),
         ({"session_length": 0.0}, "session_length = 0.0; it must be > 0"),
         ({"noise_std": -1.0}, "noise_std = -1.0; it must be >= 0"),
     ],
