@@ -394,18 +394,14 @@ def _check_config(cfg: SyntheticConfig) -> None:
     for name in shares:
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be in [0, 1]")
-    exposure = cfg.exposure_short + cfg.exposure_middle + cfg.exposure_long + cfg.exposure_author
-    if exposure > 1.0:
-        raise ValueError(
-            f"SyntheticConfig exposure_short + exposure_middle + exposure_long + exposure_author = "
-            f"{exposure:.3f}; it must be <= 1 (the rest is popularity-driven exposure)"
-        )
-    behaviour = cfg.behaviour_middle + cfg.behaviour_long + cfg.behaviour_author
-    if behaviour > 1.0:
-        raise ValueError(
-            f"SyntheticConfig behaviour_middle + behaviour_long + behaviour_author = {behaviour:.3f}; it must be "
-            f"<= 1 (the rest of the behaviours are popular items)"
-        )
+    mixtures = [
+        (["exposure_short", "exposure_middle", "exposure_long", "exposure_author"], "is popularity-driven exposure"),
+        (["behaviour_middle", "behaviour_long", "behaviour_author"], "of the behaviours are popular items"),
+    ]
+    for names, rest in mixtures:
+        total = sum(getattr(cfg, name) for name in names)
+        if total > 1.0:
+            raise ValueError(f"SyntheticConfig {' + '.join(names)} = {total:.3f}; it must be <= 1 (the rest {rest})")
     for name in ["behaviours_per_day", "session_length", "middle_period_days", "burst_hours"]:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be > 0")
@@ -870,7 +866,7 @@ def _session_topics(rng: np.random.Generator, cfg: SyntheticConfig, world: _Worl
 
 
 def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, interests: _Interests,
-                    users: _Users, ids: np.ndarray, topic_rng: Optional[np.random.Generator] = None) -> _Timeline:
+                    users: _Users, ids: np.ndarray, topic_rng: np.random.Generator) -> _Timeline:
     """Draws the behaviour timeline of the chunk's users ``ids`` (0-based global indices); ``topic_rng`` (its
     own stream) draws the topical sessions when ``session_focus > 0``."""
     period_s, _, block_s, _ = _period_count(cfg)
@@ -883,7 +879,7 @@ def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _Worl
     in_burst = interests.burst_category[user, block] > 0
     source = _behaviour_sources(rng, cfg, in_burst)
     item = _draw_items(rng, world, interests, user, period, block, source)
-    if cfg.session_focus > 0 and topic_rng is not None:
+    if cfg.session_focus > 0:
         source, item = _session_topics(topic_rng, cfg, world, session, source, item)
     matches = _match(world, interests, user, period, block, item, in_burst)
     lean = cfg.niche_like_weight * users.niche[ids][user] * -world.item_pop_score[item]
