@@ -1,7 +1,7 @@
 # Two commands on a fresh machine with Python 3.10+ and make:
 #   make demo   installs (creating .venv if absent) and runs generate -> train -> eval on generated logs
 #   make test   installs and runs the test suite
-#   make bench-quality   every tower and ablation, 3 seeds, planted + MovieLens-100k -> benchmarks/quality
+#   make bench-quality   every tower and ablation, 5 seeds planted + 3 MovieLens-100k -> benchmarks/quality
 #   make bench-speed     examples/s of every tower against history length, tower GFLOP/s -> benchmarks/speed
 PYTHON ?= python3
 VENV   ?= .venv

@@ -29,6 +29,8 @@ class BenchDataset:
         source: movielens only: a directory with ``ml-100k.{inter,item,user}``; empty: fetch the recbole
             wheel from PyPI into ``work_dir/data/<name>/source``.
         overrides: job-config overrides for every trial on this dataset (``key.path=value``).
+        seeds: training seeds on this dataset (the first runs the search); empty: the benchmark's ``seeds``.
+            More seeds where the differences to resolve are small against the seed-to-seed spread.
     """
 
     name: str
@@ -36,6 +38,7 @@ class BenchDataset:
     config: Optional[str] = None
     source: str = ""
     overrides: Tuple[str, ...] = ()
+    seeds: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in DATASET_KINDS:
@@ -62,7 +65,7 @@ class BenchConfig:
     Args:
         out_dir: where ``quality.{json,md,png}`` go.
         work_dir: data, per-trial run directories and the trial cache (a rerun skips finished trials).
-        seeds: training seeds; the first also runs the hyperparameter search.
+        seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own.
         search: the search budget, the same for every variant: a list of candidates, each a list of
             overrides. Each candidate trains once (first seed) and is scored on the valid split; the best
             valid click AUC wins and trains with the other seeds. Test metrics are reported for the winner.
@@ -93,6 +96,13 @@ class BenchConfig:
             raise ConfigError(f"bench config: reference={self.reference!r} is not a variant; variants: {names}")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"bench config: workers={self.workers} must be >= 1, threads={self.threads} >= 0")
+        for ds in self.datasets:
+            if len(set(ds.seeds)) != len(ds.seeds):
+                raise ConfigError(f"datasets[{ds.name}].seeds={list(ds.seeds)}: seeds must be distinct")
+
+    def seeds_for(self, dataset: BenchDataset) -> Tuple[int, ...]:
+        """The training seeds on ``dataset``: its own, else the benchmark's."""
+        return dataset.seeds or self.seeds
 
 
 def default_bench_config_path() -> Path:

@@ -116,14 +116,16 @@ def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
     log.info("%s: converted %s rows (%d users, %d items)", ds.name, f"{s.rows:,}", s.users, s.items)
 
 
-def trials_for(bench: BenchConfig, data_overrides: Dict[str, Tuple[str, ...]], seeds: Sequence[int],
+def trials_for(bench: BenchConfig, data_overrides: Dict[str, Tuple[str, ...]],
+               seeds: Callable[[Tuple[int, ...]], Sequence[int]],
                candidates: Callable[[str, str], Sequence[int]]) -> List[Trial]:
-    """The trials of ``seeds`` for every dataset x variant x candidate that ``candidates`` picks."""
+    """The trials for every dataset x variant x candidate that ``candidates`` picks, with the seeds that
+    ``seeds`` picks from the dataset's."""
     out = []
     for ds in bench.datasets:
         for v in bench.variants:
             for c in candidates(ds.name, v.name):
-                for seed in seeds:
+                for seed in seeds(bench.seeds_for(ds)):
                     overrides = (ds.overrides + data_overrides[ds.name] + v.overrides + bench.search[c]
                                  + (f"train.seed={seed}", f"train.threads={bench.threads}"))
                     t = Trial(ds.name, v.name, c, seed, ds.config, overrides, "")
@@ -216,9 +218,9 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
     start = time.perf_counter()
     data = {ds.name: prepare_data(bench, ds) for ds in bench.datasets}
     every = range(len(bench.search))
-    search = run_trials(bench, trials_for(bench, data, bench.seeds[:1], lambda d, v: every), "search")
+    search = run_trials(bench, trials_for(bench, data, lambda s: s[:1], lambda d, v: every), "search")
     chosen = best_candidates(search)
-    rest = run_trials(bench, trials_for(bench, data, bench.seeds[1:], lambda d, v: [chosen[(d, v)]]), "seeds")
+    rest = run_trials(bench, trials_for(bench, data, lambda s: s[1:], lambda d, v: [chosen[(d, v)]]), "seeds")
     final = [r for r in search if r["candidate"] == chosen[(r["dataset"], r["variant"])]] + rest
     out = write_results(bench, final, search, chosen, time.perf_counter() - start)
     return out

@@ -98,15 +98,17 @@ def markdown(data: Dict[str, Any]) -> str:
         f"Made by `{data['command']}` in {data['seconds'] / 60:.1f} min on {m['cpus']} CPUs ({m['processor']}), "
         f"{data['workers']} trial(s) at a time with {data['threads']} thread(s) each; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".",
-        f"Seeds {data['seeds']}. Search budget, the same for every variant: {len(data['search'])} candidate(s) "
-        f"{[list(c) for c in data['search']]}, each trained with seed {data['seeds'][0]} and chosen on the valid "
-        "split's click AUC; the winner trains with every seed. Test metrics: mean ± std over seeds.",
+        f"Seeds {data['seeds']} unless a dataset names its own. Search budget, the same for every variant: "
+        f"{len(data['search'])} candidate(s) {[list(c) for c in data['search']]}, each trained with the dataset's "
+        "first seed and chosen on the valid split's click AUC; the winner trains with every seed. "
+        "Test metrics: mean ± std over seeds.",
     ]
     for ds, table in data["tables"].items():
         facts = data["datasets"][ds]
         oracle = facts["oracle_auc"]
         lines += ["", f"## {ds}", "",
-                  f"Train {facts['train_rows']:,} rows, valid {facts['valid_rows']:,}, test {facts['test_rows']:,}. "
+                  f"Seeds {facts['seeds']}. Train {facts['train_rows']:,} rows, valid {facts['valid_rows']:,}, "
+                  f"test {facts['test_rows']:,}. "
                   + ("Oracle AUC (true probabilities): "
                      + ", ".join(f"{k} {v:.4f}" for k, v in oracle.items()) + ". " if oracle else "")
                   + (f"Popularity-only click AUC {facts['popularity_auc']:.4f}." if facts["popularity_auc"] else "")]
@@ -167,7 +169,7 @@ def plot(data: Dict[str, Any], path: Path) -> None:
         ax.set_ylim(min(values + ([pop] if pop else [])) - 0.02, top + 0.02)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(variants, rotation=30, ha="right")
-        ax.set(title=f"{ds}: test {lab} AUC / UAUC, mean ± std over seeds {data['seeds']}")
+        ax.set(title=f"{ds}: test {lab} AUC / UAUC, mean ± std over seeds {data['datasets'][ds]['seeds']}")
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -187,7 +189,8 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
         "seconds": seconds, "machine": machine_facts(), "workers": bench.workers, "threads": bench.threads,
         "seeds": list(bench.seeds), "search": [list(c) for c in bench.search], "reference": bench.reference,
         "roles": roles,
-        "datasets": {ds.name: dataset_facts(final, ds.name) for ds in bench.datasets},
+        "datasets": {ds.name: dict(dataset_facts(final, ds.name), seeds=list(bench.seeds_for(ds)))
+                     for ds in bench.datasets},
         "tables": tables,
         "findings": {ds: findings(t, roles, bench.reference) for ds, t in tables.items()},
         "search_trials": [{"dataset": r["dataset"], "variant": r["variant"], "candidate": r["candidate"],

@@ -146,3 +146,17 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
         load_bench_config(None, ['datasets=[{name: x, kind: csv}]'])
     with pytest.raises(ConfigError, match="unknown key"):
         load_bench_config(None, ["seedz=[1]"])
+    with pytest.raises(ConfigError, match=r"datasets\[x\].seeds=\[1, 1\]: seeds must be distinct"):
+        load_bench_config(None, ["datasets=[{name: x, kind: planted, seeds: [1, 1]}]"])
+
+
+def test_a_dataset_may_run_more_seeds_than_the_others() -> None:
+    bench = load_bench_config(None, ["seeds=[0, 1]", "datasets=[{name: a, kind: planted, seeds: [0, 1, 2, 3]}, "
+                                     "{name: b, kind: movielens}]"])
+    data = {"a": (), "b": ()}
+    search = bench_quality.trials_for(bench, data, lambda s: s[:1], lambda d, v: [0, 1])
+    assert {(t.dataset, t.seed, t.candidate) for t in search} == {(d, 0, c) for d in "ab" for c in (0, 1)}
+    rest = bench_quality.trials_for(bench, data, lambda s: s[1:], lambda d, v: [1])
+    seeds = {d: sorted({t.seed for t in rest if t.dataset == d}) for d in "ab"}
+    assert seeds == {"a": [1, 2, 3], "b": [1]}
+    assert len(rest) == (3 + 1) * len(bench.variants) and all(f"train.seed={t.seed}" in t.overrides for t in rest)
