@@ -96,9 +96,9 @@ class BenchConfig:
             raise ConfigError(f"bench config: reference={self.reference!r} is not a variant; variants: {names}")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"bench config: workers={self.workers} must be >= 1, threads={self.threads} >= 0")
-        for ds in self.datasets:
-            if len(set(ds.seeds)) != len(ds.seeds):
-                raise ConfigError(f"datasets[{ds.name}].seeds={list(ds.seeds)}: seeds must be distinct")
+        for where, seeds in [("seeds", self.seeds)] + [(f"datasets[{d.name}].seeds", d.seeds) for d in self.datasets]:
+            if len(set(seeds)) != len(seeds):
+                raise ConfigError(f"{where}={list(seeds)}: seeds must be distinct (a repeated seed repeats a trial)")
 
     def seeds_for(self, dataset: BenchDataset) -> Tuple[int, ...]:
         """The training seeds on ``dataset``: its own, else the benchmark's."""

@@ -76,10 +76,26 @@ def sum_stats(stats: ReadStats, env: DistEnv) -> Dict[str, Any]:
     return total
 
 
-def gather_arrays(arrays: List[np.ndarray], env: DistEnv) -> List[np.ndarray]:
-    """Each array concatenated over ranks in rank order, on every rank."""
+def gather_arrays(arrays: List[np.ndarray], env: DistEnv, dst: Optional[int] = None) -> Optional[List[np.ndarray]]:
+    """Each array concatenated over ranks in rank order: on every rank, or with ``dst`` only on that rank (the
+    others get None, so a large eval split is held once, not once per rank)."""
     if env.world_size == 1:
         return arrays
-    everyone: List[Any] = [None] * env.world_size
-    dist.all_gather_object(everyone, arrays)
+    if dst is None:
+        everyone: Optional[List[Any]] = [None] * env.world_size
+        dist.all_gather_object(everyone, arrays)
+    else:
+        everyone = [None] * env.world_size if env.rank == dst else None
+        dist.gather_object(arrays, everyone, dst=dst)
+        if everyone is None:
+            return None
     return [np.concatenate([parts[i] for parts in everyone]) for i in range(len(arrays))]
+
+
+def from_main(value: Optional[T], env: DistEnv) -> T:
+    """Rank 0's ``value`` on every rank (a collective; small picklable objects such as a report)."""
+    if env.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -31,7 +31,7 @@ from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
-from pyramid_mixer.jobs.distributed import gather_arrays, lockstep, sum_stats
+from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
 from pyramid_mixer.ranking.metrics import auc, ranking_metrics
 from pyramid_mixer.ranking.popularity import Popularity
@@ -52,9 +52,11 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, depth: int = 0) -> Predictions:
-    """Scores this rank's share of ``reader`` (``depth`` batches built ahead by a background thread); every
-    rank gets all ranks' predictions, in rank order."""
+def predict(
+    dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, depth: int = 0
+) -> Optional[Predictions]:
+    """Scores this rank's share of ``reader`` (``depth`` batches built ahead by a background thread); rank 0
+    gets all ranks' predictions, in rank order, and the other ranks None."""
     dmp.eval()
     parts: List[List[np.ndarray]] = []
     bar = tqdm(prefetch(reader, depth), desc="eval", unit="batch", disable=not env.is_main, leave=False)
@@ -67,11 +69,11 @@ def predict(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, 
             ])
     dmp.train()
     local = [np.concatenate(cols) for cols in zip(*parts)] if parts else _empty(len(reader.spec.labels))
-    preds = Predictions(*gather_arrays(local, env))
-    if preds.scores.shape[0] == 0:
+    if sum_over_ranks(local[0].shape[0], env) == 0:  # every rank raises, none waits in a collective
         raise DataError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()}); "
                         "check data.eval_days or data.test")
-    return preds
+    gathered = gather_arrays(local, env, dst=0)
+    return Predictions(*gathered) if gathered is not None else None
 
 
 def _empty(num_labels: int) -> List[np.ndarray]:
@@ -118,7 +120,7 @@ def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None
 
 def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
              split: str = "eval") -> EvalReport:
-    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report."""
+    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank)."""
     srcs = sources(config.data, spec)
     if split not in srcs:
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
@@ -126,16 +128,18 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size,
                                 rank=env.rank, world_size=env.world_size)
     preds = predict(dmp, reader, env, config.data.prefetch)
-    report = report_for(preds, spec, sum_stats(reader.stats, env), split)
-    report.extra["source"] = srcs[split].description
-    run_dir = Path(config.run_dir)
-    if env.is_main:
+    rows = sum_stats(reader.stats, env)
+    report: Optional[EvalReport] = None
+    if env.is_main:  # the only rank that holds the predictions: it scores them and shares the small report
+        report = report_for(preds, spec, rows, split)
+        report.extra["source"] = srcs[split].description
         report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
+        run_dir = Path(config.run_dir)
         paths = write(report, run_dir, split)
         if config.eval.predictions:
             write_predictions(preds, spec, run_dir / "predictions.parquet")
         log.info("report: %s", ", ".join(str(p) for p in paths.values()))
-    return report
+    return from_main(report, env)
 
 
 def summary_lines(report: EvalReport) -> List[str]:

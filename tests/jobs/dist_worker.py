@@ -27,7 +27,7 @@ from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
-from pyramid_mixer.jobs.distributed import gather_arrays, lockstep
+from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep
 from pyramid_mixer.jobs.eval import Predictions, report_for
 
 GLOBAL_BATCH = 64
@@ -117,15 +117,21 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
             if real:
                 parts.append([torch.sigmoid(logits).double().numpy(), labels.numpy(), batch.oracle.numpy(),
                               batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy()])
-    preds = Predictions(*gather_arrays([np.concatenate(c) for c in zip(*parts)], env))
-    order = np.argsort(preds.request_ids, kind="stable")
-    report = report_for(Predictions(*[getattr(preds, f)[order] for f in preds.__dataclass_fields__]), spec,
-                        {"rows_read": 0, "rows_used": 0, "rows_rejected": 0}, "eval")
-    if rank == 0:
+    gathered = gather_arrays([np.concatenate(c) for c in zip(*parts)], env, dst=0)  # as the eval job does
+    if rank > 0:  # only rank 0 holds the predictions; the others receive its report
+        assert gathered is None, "gather_arrays(dst=0) gave predictions to another rank"
+        received = from_main(None, env)
+        (root / f"received-{world}-{sharding[0]}.json").write_text(json.dumps(received))
+    else:
+        preds = Predictions(*gathered)
+        order = np.argsort(preds.request_ids, kind="stable")
+        report = report_for(Predictions(*[getattr(preds, f)[order] for f in preds.__dataclass_fields__]), spec,
+                            {"rows_read": 0, "rows_used": 0, "rows_rejected": 0}, "eval")
+        metrics = from_main({m.label: [m.auc, m.uauc, m.gauc] for m in report.labels}, env)
         result: Dict[str, Any] = {
             "losses": losses,
             "continued": continued if world > 1 else [],
-            "metrics": {m.label: [m.auc, m.uauc, m.gauc] for m in report.labels},
+            "metrics": metrics,
             "rows": int(preds.scores.shape[0]),
             "scores": preds.scores[order][:, 0].tolist(),
         }

@@ -148,6 +148,8 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
         load_bench_config(None, ["seedz=[1]"])
     with pytest.raises(ConfigError, match=r"datasets\[x\].seeds=\[1, 1\]: seeds must be distinct"):
         load_bench_config(None, ["datasets=[{name: x, kind: planted, seeds: [1, 1]}]"])
+    with pytest.raises(ConfigError, match=r"^seeds=\[0, 0\]: seeds must be distinct"):
+        load_bench_config(None, ["seeds=[0, 0]"])
 
 
 def test_a_dataset_may_run_more_seeds_than_the_others() -> None:

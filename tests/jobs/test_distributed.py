@@ -11,7 +11,8 @@ checkpoint, resharded by DCP), so differences come from the distributed computat
   gradient over that shard's columns, so a row split in two columns halves gets two step sizes where one
   process uses one: a real (small) difference of column-wise sharding, not an error.
 - eval of the 1-process table-wise checkpoint on 2 processes (resharded to each sharding, uneven shares):
-  AUC / UAUC / GAUC equal to 1e-9.
+  AUC / UAUC / GAUC equal to 1e-9; the predictions are gathered on rank 0 only, and rank 1 receives the
+  same metrics.
 - a checkpoint written on 2 processes (weights, fused and dense optimizer states) resumed on 1 and on 2:
   the next two losses equal those of the 2-process run continuing without a stop, to 1e-5 relative.
 """
@@ -64,6 +65,8 @@ def test_two_processes_match_one(one_process, sharding: List[str], kernels: List
     assert double["rows"] == table_wise["rows"] == 200
     for label, (auc, uauc, gauc) in table_wise["metrics"].items():
         assert double["metrics"][label] == pytest.approx([auc, uauc, gauc], abs=1e-9)
+    # only rank 0 gathers the predictions; rank 1 gets its metrics by broadcast
+    assert json.loads((root / f"received-2-{sharding[0]}.json").read_text()) == double["metrics"]
 
 
 def test_a_two_process_checkpoint_resumes_on_one_and_on_two(one_process) -> None:  # type: ignore[no-untyped-def]
