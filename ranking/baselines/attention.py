@@ -9,19 +9,20 @@
 - ``SasRecTower`` (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018; Chen et al.,
   "Behavior Sequence Transformer", 2019): tokens flattened and projected to ``hidden``, learned positional
   embeddings, ``layers`` pre-LN Transformer blocks whose attention is ``scaled_dot_product_attention`` with a
-  causal and key-padding mask, a final LayerNorm; then the candidate attends over the encoded real tokens
-  (masked softmax), and that pooled vector with the encoding of the most recent real token is projected to
-  ``out_dim``. Histories are most recent first, so "causal" means position i attends to positions
-  ``j >= i`` (itself and older behaviours): the most recent token's encoding summarises the whole history.
-  With a single real token the readout's softmax gives it weight 1, so the candidate then does not change the
-  output (any softmax readout behaves so); DIN's unnormalised weights do change with it.
+  causal and key-padding mask, a final LayerNorm. The readout is the Pyramid Mixer's (DIN's attention unit,
+  unnormalised weights), so that the comparison of the two towers is one of encoders, not of readouts: the
+  unit scores each real position's ``[token, encoding]`` against the candidate (the token's first Ft features
+  are the ones compared with it), the weighted sum of those vectors and the encoding of the most recent real
+  token are projected to ``out_dim``. Histories are most recent first, so "causal" means position i attends to
+  positions ``j >= i`` (itself and older behaviours): the most recent token's encoding summarises the whole
+  history.
 
 Both towers take ``tokens: B X S X F X D`` (most recent first), ``mask: B X S`` (True = real token) and
 ``target: B X Ft X D`` and return ``B X out_dim`` (see ``config.py``). Padded slots are replaced by zeros
 with ``torch.where`` at the input and every pooling and attention is masked, so whatever a padded slot holds
 (even NaN) the output is bit-identical. A row with no real token gives a finite output (zeros pooled) and
-finite gradients: DIN never normalises, SASRec lets every position attend to itself (so no attention row of
-SDPA is empty) and the readout's masked softmax gives all-zero weights over nothing.
+finite gradients: neither readout normalises, and SASRec lets every position attend to itself (so no attention
+row of SDPA is empty).
 """
 
 from typing import Optional
@@ -32,7 +33,6 @@ from torch.nn import functional
 
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
-from pyramid_mixer.ranking.mixer_layer import masked_softmax
 from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
 
 
@@ -116,11 +116,10 @@ class SasRecTower(nn.Module):
     Tokens (flattened ``F·D``) are projected to ``hidden`` and get a learned positional embedding; ``layers``
     pre-LN blocks follow, then a LayerNorm (``encode``). Position i attends to positions ``j >= i`` that are
     real, and always to itself, so no attention row is empty; padded positions are zeroed after the encoder and
-    no real position ever reads one. The readout: the candidate (``Ft·D`` -> ``hidden``) queries the encoded
-    real tokens by scaled dot product and masked softmax (all-zero weights for an empty history, weight 1 for a
-    single real token, whatever the candidate); the pooled
-    vector and the encoding of the most recent real token (zeros for an empty history) are projected to
-    ``out_dim``.
+    no real position ever reads one. The readout: DIN's attention unit (``target_attention.TargetAttentionUnit``,
+    as in the Pyramid Mixer's readout and ``DinTower``) scores each position's ``[token, encoding]``
+    (``F·D + hidden``) against the candidate, padded positions weigh 0, no softmax; the weighted sum and the
+    encoding of the most recent real token (zeros for an empty history) are projected to ``out_dim``.
 
     Args:
         config (BaselineConfig): shapes; ``hidden`` (divisible by ``heads``), ``layers``, ``heads``.
@@ -155,8 +154,9 @@ class SasRecTower(nn.Module):
         self.position = nn.Parameter(torch.randn(config.num_tokens, H, device=device) * 0.02)
         self.blocks = nn.ModuleList(TransformerBlock(H, config.heads, device) for _ in range(config.layers))
         self.norm = nn.LayerNorm(H, device=device)
-        self.query = nn.Linear(config.num_target_features * config.dim, H, device=device)
-        self.out = nn.Linear(2 * H, config.out_dim, device=device)
+        C = config.num_features * config.dim + H  # a position read out: its token, then its encoding
+        self.unit = TargetAttentionUnit(C, config.num_target_features * config.dim, H, device)
+        self.out = nn.Linear(C + H, config.out_dim, device=device)
 
     def attention_mask(self, mask: Tensor) -> Tensor:
         """``mask: B X S`` -> ``B X 1 X S X S`` bool: query i may attend key j iff ``j >= i`` and j is real, or
@@ -189,12 +189,11 @@ class SasRecTower(nn.Module):
     def forward(self, tokens: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
         check_inputs(self.config, tokens, mask, target)
-        B, H = tokens.size(0), self.config.hidden
+        B = tokens.size(0)
         h = self.encode(tokens, mask)  # B X S X H
-        q = self.query(target.reshape(B, -1))  # B X (Ft·D) -> B X H
-        scores = torch.bmm(h, q[:, :, None]).squeeze(-1) * H**-0.5  # B X S X 1 -> B X S
-        w = masked_softmax(scores, mask, dim=1)  # B X S, all zero for an empty history
-        pooled = torch.bmm(w[:, None], h).squeeze(1)  # B X 1 X S @ B X S X H -> B X H
+        z = torch.cat([zero_padding(tokens, mask).flatten(2), h], 2)  # B X S X (F·D + H), the token first
+        attention = torch.where(mask, self.unit(z, target.reshape(B, 1, -1)), 0.0)  # B X S, padded tokens weigh 0
+        pooled = torch.bmm(attention[:, None], z).squeeze(1)  # B X 1 X S @ B X S X (F·D + H) -> B X (F·D + H)
         latest = mask.to(torch.uint8).argmax(1)  # B: first real slot (0 for an empty row, whose encoding is zero)
         recent = h[torch.arange(B, device=h.device), latest]  # B X H
-        return self.out(torch.cat([pooled, recent], 1))  # B X 2·H -> B X out_dim
+        return self.out(torch.cat([pooled, recent], 1))  # B X (F·D + 2·H) -> B X out_dim

@@ -94,10 +94,9 @@ def test_target_matters(cls: Type[nn.Module]) -> None:
     with torch.no_grad():
         a = tower(tokens, mask, target)
         b = tower(tokens, mask, target + torch.randn_like(target))
-    # rows with two or more real tokens: the target changes the output (SASRec's readout is a softmax over the
-    # real tokens, so with a single token its weight is 1 whatever the target; DIN's unnormalised weight is not)
-    several = mask.sum(1) >= (2 if cls is SasRecTower else 1)
-    assert (a - b)[several].abs().amax(1).gt(1e-5).all()
+    # every row with a real token: the readout's weights are unnormalised, so even a single token's weight
+    # depends on the target (a softmax would give it weight 1 whatever the target)
+    assert (a - b)[mask.any(1)].abs().amax(1).gt(1e-5).all()
     empty = ~mask.any(1)
     assert torch.equal(a[empty], b[empty])  # no history to attend over: the target has nothing to weigh
 
@@ -192,7 +191,25 @@ def test_sasrec_reads_most_recent_real_token() -> None:
     with torch.no_grad():
         tower(tokens, mask, target)
         h = tower.encode(tokens, mask)
-    torch.testing.assert_close(captured["x"][:, SMALL.hidden :], h[:, 2], rtol=0, atol=0)
+    torch.testing.assert_close(captured["x"][:, -SMALL.hidden :], h[:, 2], rtol=0, atol=0)
+
+
+def test_sasrec_readout_is_dins_unit_over_token_and_encoding() -> None:
+    """The readout written plainly: DIN's MLP on ``[t, z, t - a, t * a]`` with ``z = [token, encoding]`` and ``a``
+    the token's first Ft features; unnormalised weights; the most recent real encoding appended."""
+    tower = build(SasRecTower)
+    tokens, mask, target = make_inputs(SMALL)
+    with torch.no_grad():
+        h = tower.encode(tokens, mask)
+        x = tokens.masked_fill(~mask[:, :, None, None], 0.0).flatten(2)
+        z = torch.cat([x, h], 2)
+        t = target.reshape(B, 1, -1).expand(B, SMALL.num_tokens, -1)
+        a = z[:, :, : t.size(2)]
+        w = tower.unit.att_out(functional.gelu(tower.unit.att_in(torch.cat([t, z, t - a, t * a], 2)))).squeeze(-1)
+        pooled = (w * mask)[:, :, None].mul(z).sum(1)
+        recent = h[torch.arange(B), mask.to(torch.uint8).argmax(1)]
+        expected = tower.out(torch.cat([pooled, recent], 1))
+        torch.testing.assert_close(tower(tokens, mask, target), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_sasrec_hidden_not_divisible_by_heads() -> None:
