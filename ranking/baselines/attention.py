@@ -178,7 +178,11 @@ class SasRecTower(nn.Module):
             Tensor: B X S X hidden; position i depends only on the real tokens at positions ``>= i``; zero at
             padded slots.
         """
-        x = self.embed(zero_padding(tokens, mask).flatten(2)) + self.position  # B X S X (F·D) -> B X S X H
+        return self._encode(zero_padding(tokens, mask).flatten(2), mask)
+
+    def _encode(self, flat: Tensor, mask: Tensor) -> Tensor:
+        """``encode`` of the flattened tokens, ``flat: B X S X (F·D)`` already zero at padded slots."""
+        x = self.embed(flat) + self.position  # B X S X (F·D) -> B X S X H
         # as an additive float mask made once, not a bool mask that SDPA would convert in every layer
         allowed = self.attention_mask(mask)  # B X 1 X S X S bool
         attn_mask = torch.zeros_like(allowed, dtype=x.dtype).masked_fill_(~allowed, float("-inf"))  # B X 1 X S X S
@@ -190,8 +194,9 @@ class SasRecTower(nn.Module):
         """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
         check_inputs(self.config, tokens, mask, target)
         B = tokens.size(0)
-        h = self.encode(tokens, mask)  # B X S X H
-        z = torch.cat([zero_padding(tokens, mask).flatten(2), h], 2)  # B X S X (F·D + H), the token first
+        flat = zero_padding(tokens, mask).flatten(2)  # B X S X (F·D), zero at padded slots (once, for both uses)
+        h = self._encode(flat, mask)  # B X S X H
+        z = torch.cat([flat, h], 2)  # B X S X (F·D + H), the token first
         attention = torch.where(mask, self.unit(z, target.reshape(B, 1, -1)), 0.0)  # B X S, padded tokens weigh 0
         pooled = torch.bmm(attention[:, None], z).squeeze(1)  # B X 1 X S @ B X S X (F·D + H) -> B X (F·D + H)
         latest = mask.to(torch.uint8).argmax(1)  # B: first real slot (0 for an empty row, whose encoding is zero)
