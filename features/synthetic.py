@@ -76,11 +76,26 @@ spans one or two sessions and so one or two topics: the structure a pyramid of p
 The action code grows with the match of the item to the user's state at that time, with
 ``m = L_u(c) + [c in middle] + [c == burst category] + [favourite author on its main category]``:
 ``P(like=3) = 0.04 + 0.06 m + 0.35 [fav on-category] + niche_like_weight * ν_u * niche(i)`` (clipped to
-``[0.01, 1]``), ``P(finish=2) = 0.20 + 0.08 m``, else click=1.
+``[0.01, 1]``), ``P(finish=2) = 0.20 + 0.08 m + mood_finish_weight * s * form(i)`` (the session mood
+below; at least 0), else click=1.
 So a favourite author shows in the history as an author that is often *liked* (an author x action
 cross inside one behaviour), while a burst author is recent but mostly clicked; and the long-tail taste
 shows only as *which* of the items a user sees get liked: the user's likes lean to unpopular items (or to
 popular ones), an item x action cross inside each behaviour, spread over the whole history.
+
+Sessions can have a mood (``mood_finish_weight``, ``mood_taste_weight``; 0 by default; the quality
+benchmark uses 0.2 and 1.0): each session is *lean-back* (``s = +1``) or *browsing* (``s = -1``), with
+probability 1/2, from its own stream. A lean-back user sits through long-form videos and swipes past quick
+clips; a browsing one finishes quick clips and abandons long-form ones. So the finish probability of a
+behaviour moves by ``mood_finish_weight * s * form(i)``, with ``form(i) = +1`` when the item's category is
+long-form (its median duration is above 20 s) and ``-1`` otherwise; over both moods, the finish share and
+which items are seen do not change. In the click (below), lean back the user follows the long-term taste
+more, browsing less (at ``mood_taste_weight = 1``, not at all). So the mood of the request's session
+shows in the history only as an action x category cross inside each of the session's behaviours (the
+head of the history), and it scales another term instead of adding one. DIN's attention unit gives one
+weight per behaviour, spent on matching the candidate; the session's mood needs a second, candidate-free
+reading of each behaviour's features together: a probe for within-behaviour (cross-feature) mixing that
+the readout's one weight per behaviour does not cover.
 
 Where the periods sit in the history, for the default activity (median 8 behaviours a day): the
 burst is the head of the history (the current session, a handful of positions), the current middle
@@ -94,15 +109,16 @@ Impressions and labels
 An impression is a request right after one of the user's behaviours in the impression window
 (``request_time = behaviour time + 1 + Exp(20 s)``; probability ``anchor_share``), else at a uniform time
 in the window (for users without behaviours there, always). Its history = every behaviour with
-``time < request_time``, most recent first, capped at ``max_history``. The burst is **effective** when
-the request's block is a burst and the user has engaged in that block before the request (so it is
-visible at the head of the history). The candidate comes from the effective burst
-(``exposure_short``), the middle term (``exposure_middle``), the long term (``exposure_long``), a
-favourite author (``exposure_author``) or global popularity (the rest, and the burst's share when no
-burst is effective). With ``c, a, i`` the candidate's category, author and item::
+``time < request_time``, most recent first, capped at ``max_history``. The request is in the session of
+its most recent behaviour when that is under 5 minutes old (``s`` = that session's mood; ``s = 0``
+outside a session). The burst is **effective** when the request's block is a burst and the user has
+engaged in that block before the request (so it is visible at the head of the history). The candidate
+comes from the effective burst (``exposure_short``), the middle term (``exposure_middle``), the long term
+(``exposure_long``), a favourite author (``exposure_author``) or global popularity (the rest, and the
+burst's share when no burst is effective). With ``c, a, i`` the candidate's category, author and item::
 
     z_click = click_bias + b_u + device_bias
-              + long_weight * L_u(c)                                          # long term
+              + long_weight * (1 + mood_taste_weight * s) * L_u(c)            # long term, session mood
               + middle_weight * [c in middle interest at request time]        # middle term
               + short_weight * [burst effective and c == burst category]      # short term
               + short_author_weight * [burst effective and a == burst author]
@@ -144,6 +160,7 @@ blind to it loses) gives AUC ~0.76 without the long term, ~0.79 without the midd
 without the short term (burst category and author), ~0.80 without the favourite-author terms and
 ~0.81 when the off-category sign is ignored (the author x category cross, 2.6 % of rows). With
 ``niche_weight=0.4, niche_like_weight=0.1`` the oracle is ~0.86, and ~0.79 without the long-tail term.
+With ``mood_finish_weight=0.2, mood_taste_weight=1.0`` it is ~0.85, and ~0.79 blind to the session mood.
 
 Rows are grouped by user chunk in the files and sorted by ``request_time`` within a chunk; readers
 should shuffle for training. ``request_id`` is the 1-based row number in write order.
@@ -215,6 +232,7 @@ ACTION_CLICK, ACTION_FINISH, ACTION_LIKE = 1, 2, 3
 # Sources an item (history behaviour or candidate) is drawn from.
 _POPULAR, _LONG, _MIDDLE, _SHORT_CATEGORY, _SHORT_AUTHOR, _AUTHOR = range(6)
 _FAVOURITES = 3  # favourite authors per user
+_SESSION_GAP = 300  # seconds: a request less than this after its most recent behaviour is in that session
 _HIST_BUDGET = 4_000_000  # history elements gathered per sub-batch (bounds memory with long histories)
 
 
@@ -265,6 +283,12 @@ class SyntheticConfig:
             mainstream user's for popular ones); ``niche(i)`` is minus the standardised log popularity.
         niche_like_weight: how much ``ν_u * niche(i)`` raises the like probability of a behaviour; the only
             trace of ``ν_u`` in the history (it does not change which items a user sees).
+        mood_finish_weight: how much a session's mood ``s = ±1`` moves the finish probability of a behaviour,
+            ``+ mood_finish_weight * s * form(i)`` with ``form(i) = ±1`` for a long-form / short-form category:
+            a lean-back session (+1) finishes long-form videos, a browsing one (-1) short ones.
+        mood_taste_weight: how much the mood of the request's session scales the long-term term,
+            ``long_weight * (1 + mood_taste_weight * s) * L_u(c)``: lean back, the user follows the long-term
+            taste; browsing, much less. ``s = 0`` for a request outside a session.
         item_quality_std: std of the hidden per-item quality (also in finish and like).
         user_bias_std: std of the per-user click bias.
         noise_std: std of the per-impression logit noise (in the oracle, not in the inputs).
@@ -321,6 +345,8 @@ class SyntheticConfig:
     popularity_weight: float = 0.35
     niche_weight: float = 0.0
     niche_like_weight: float = 0.0
+    mood_finish_weight: float = 0.0
+    mood_taste_weight: float = 0.0
     item_quality_std: float = 0.3
     user_bias_std: float = 0.4
     noise_std: float = 0.5
@@ -405,7 +431,8 @@ def _check_config(cfg: SyntheticConfig) -> None:
     for name in ["behaviours_per_day", "session_length", "middle_period_days", "burst_hours"]:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be > 0")
-    for name in ["activity_sigma", "item_zipf", "item_quality_std", "user_bias_std", "noise_std"]:
+    for name in ["activity_sigma", "item_zipf", "item_quality_std", "user_bias_std", "noise_std",
+                 "mood_finish_weight", "mood_taste_weight"]:
         if getattr(cfg, name) < 0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be >= 0")
 
@@ -421,6 +448,7 @@ class _World:
     item_category: np.ndarray  # [I+1] int64
     item_author: np.ndarray  # [I+1] int64
     item_duration: np.ndarray  # [I+1] float32 seconds
+    item_long_form: np.ndarray  # [I+1] float64, +1 if the item's category is long-form (median > 20 s), else -1
     item_popularity: np.ndarray  # [I+1] float64 global exposure probability
     item_pop_score: np.ndarray  # [I+1] float64 standardised log popularity
     item_quality: np.ndarray  # [I+1] float64
@@ -529,6 +557,7 @@ def _build_world(cfg: SyntheticConfig) -> _World:
         item_category=item_category,
         item_author=item_author,
         item_duration=np.clip(duration, 3.0, 600.0).astype(np.float32),
+        item_long_form=np.where(cat_median[item_category] > 20.0, 1.0, -1.0),
         item_popularity=popularity,
         item_pop_score=pop_score,
         item_quality=quality,
@@ -561,7 +590,8 @@ def item_catalog(config: SyntheticConfig) -> pa.Table:
     Returns:
         A table with one row per item id ``1..items``: ``item_id``, ``author_id``, ``item_category``,
         ``item_tags`` (list<int64>), ``item_duration`` (float32), ``popularity`` (global exposure
-        probability, float64) and ``author_main_category``.
+        probability, float64), ``author_main_category`` and ``long_form`` (bool: the item's category is
+        long-form, its median duration above 20 s; see ``mood_finish_weight``).
 
     Example::
 
@@ -582,6 +612,7 @@ def item_catalog(config: SyntheticConfig) -> pa.Table:
             "item_duration": w.item_duration[1:],
             "popularity": w.item_popularity[1:],
             "author_main_category": w.author_main[w.item_author[1:]],
+            "long_form": w.item_long_form[1:] > 0,
         }
     )
 
@@ -800,6 +831,7 @@ class _Timeline:
     item: np.ndarray
     author: np.ndarray
     action: np.ndarray
+    mood: np.ndarray  # float64 ±1, the mood of the behaviour's session (0 when the mood is off)
 
 
 def _session_times(rng: np.random.Generator, cfg: SyntheticConfig, rate: np.ndarray,
@@ -831,12 +863,13 @@ def _behaviour_sources(rng: np.random.Generator, cfg: SyntheticConfig, in_burst:
     return np.where(burst, np.where(by_author, _SHORT_AUTHOR, _SHORT_CATEGORY), source)
 
 
-def _actions(rng: np.random.Generator, m: _Matches, niche_lean: np.ndarray) -> np.ndarray:
+def _actions(rng: np.random.Generator, m: _Matches, niche_lean: np.ndarray, mood_lean: np.ndarray) -> np.ndarray:
     """Action codes: like / finish / click with probabilities growing with the match strength; ``niche_lean``
-    (``niche_like_weight * ν_u * niche(i)``) moves the like probability."""
+    (``niche_like_weight * ν_u * niche(i)``) moves the like probability, ``mood_lean``
+    (``mood_finish_weight * s * form(i)``) the finish probability."""
     strength = m.long + m.middle + m.short + m.fav_on
     p_like = np.clip(0.04 + 0.06 * strength + 0.35 * m.fav_on + niche_lean, 0.01, 1.0)
-    p_finish = 0.20 + 0.08 * strength
+    p_finish = np.maximum(0.20 + 0.08 * strength + mood_lean, 0.0)
     u = rng.random(strength.shape[0])
     return np.where(u < p_like, ACTION_LIKE, np.where(u < p_like + p_finish, ACTION_FINISH, ACTION_CLICK))
 
@@ -866,9 +899,11 @@ def _session_topics(rng: np.random.Generator, cfg: SyntheticConfig, world: _Worl
 
 
 def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, interests: _Interests,
-                    users: _Users, ids: np.ndarray, topic_rng: np.random.Generator) -> _Timeline:
+                    users: _Users, ids: np.ndarray, topic_rng: np.random.Generator,
+                    mood_rng: np.random.Generator) -> _Timeline:
     """Draws the behaviour timeline of the chunk's users ``ids`` (0-based global indices); ``topic_rng`` (its
-    own stream) draws the topical sessions when ``session_focus > 0``."""
+    own stream) draws the topical sessions when ``session_focus > 0``, ``mood_rng`` (its own stream) the
+    sessions' moods when a mood weight is > 0."""
     period_s, _, block_s, _ = _period_count(cfg)
     user, t, session = _session_times(rng, cfg, users.rate[ids], users.start[ids])
     key = (user.astype(np.int64) << 32) | t
@@ -883,7 +918,11 @@ def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _Worl
         source, item = _session_topics(topic_rng, cfg, world, session, source, item)
     matches = _match(world, interests, user, period, block, item, in_burst)
     lean = cfg.niche_like_weight * users.niche[ids][user] * -world.item_pop_score[item]
-    return _Timeline(key=key, time=t, item=item, author=world.item_author[item], action=_actions(rng, matches, lean))
+    mood = np.zeros(t.shape[0])
+    if (cfg.mood_finish_weight > 0 or cfg.mood_taste_weight > 0) and t.shape[0]:
+        mood = np.where(mood_rng.random(int(session.max()) + 1) < 0.5, 1.0, -1.0)[session]
+    action = _actions(rng, matches, lean, cfg.mood_finish_weight * mood * world.item_long_form[item])
+    return _Timeline(key=key, time=t, item=item, author=world.item_author[item], action=action, mood=mood)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -928,12 +967,22 @@ def _candidate_sources(rng: np.random.Generator, cfg: SyntheticConfig, effective
                      [short, _MIDDLE, _LONG, _AUTHOR], _POPULAR)
 
 
+def _request_mood(tl: _Timeline, t: np.ndarray, last: np.ndarray, n_before: np.ndarray) -> np.ndarray:
+    """The mood of each request's session: its most recent behaviour's, if that is under ``_SESSION_GAP``
+    seconds old (the request is in that session), else 0."""
+    if tl.time.shape[0] == 0:
+        return np.zeros(t.shape[0])
+    last = np.clip(last, 0, tl.time.shape[0] - 1)
+    return np.where((n_before > 0) & (t - tl.time[last] < _SESSION_GAP), tl.mood[last], 0.0)
+
+
 def _labels(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, m: _Matches, item: np.ndarray,
-            bias: np.ndarray, region_match: np.ndarray, niche: np.ndarray) -> Dict[str, np.ndarray]:
+            bias: np.ndarray, region_match: np.ndarray, niche: np.ndarray, mood: np.ndarray) -> Dict[str, np.ndarray]:
     """Computes the planted logits, the true probabilities, the labels and the stay time."""
     rows = item.shape[0]
     q = world.item_quality[item]
-    z_click = (cfg.click_bias + bias + cfg.long_weight * m.long + cfg.middle_weight * m.middle
+    long_weight = cfg.long_weight * (1.0 + cfg.mood_taste_weight * mood)
+    z_click = (cfg.click_bias + bias + long_weight * m.long + cfg.middle_weight * m.middle
                + cfg.short_weight * m.short + cfg.short_author_weight * m.short_author
                + cfg.author_weight * m.fav_on + cfg.off_category_author_weight * m.fav_off
                + cfg.region_weight * region_match + cfg.popularity_weight * world.item_pop_score[item]
@@ -984,8 +1033,9 @@ def _build_impressions(rng: np.random.Generator, cfg: SyntheticConfig, world: _W
     g = ids[row_user]  # 0-based global user index
     category = world.item_category[item]
     region_match = world.region_category[users.region[g]] == category
+    last = first + n_before - 1  # the row's most recent behaviour (none when n_before == 0)
     labels = _labels(rng, cfg, world, matches, item, users.bias[g] + world.device_bias[users.device[g]],
-                     region_match, users.niche[g])
+                     region_match, users.niche[g], _request_mood(tl, t, last, n_before))
     columns = {
         "user_id": g + 1,
         "item_id": item,
@@ -1001,7 +1051,7 @@ def _build_impressions(rng: np.random.Generator, cfg: SyntheticConfig, world: _W
     order = np.lexsort((row_user, t))
     return _Impressions(
         columns={k: v[order] for k, v in columns.items()},
-        last=(first + n_before - 1)[order],
+        last=last[order],
         length=np.minimum(n_before, cfg.max_history)[order],
     )
 
@@ -1184,7 +1234,8 @@ def generate(config: SyntheticConfig, out_dir: Union[str, Path],
             rng = np.random.default_rng([config.seed, 2, chunk])
             interests = _draw_interests(rng, config, world, ids.shape[0])
             topic_rng = np.random.default_rng([config.seed, 4, chunk])
-            tl = _build_timeline(rng, config, world, interests, users, ids, topic_rng)
+            mood_rng = np.random.default_rng([config.seed, 5, chunk])
+            tl = _build_timeline(rng, config, world, interests, users, ids, topic_rng, mood_rng)
             imp = _build_impressions(rng, config, world, interests, users, ids, tl)
             for a, b in _sub_batches(imp.length, _HIST_BUDGET):
                 writer.write(_rows_table(config, world, tl, imp, a, b, written + a + 1))

@@ -288,6 +288,54 @@ def test_long_tail_taste_shows_only_in_what_is_liked(signal, tmp_path) -> None:
     assert _long_tail_auc(on, planted) > _long_tail_auc(SIGNAL, table) + 0.08
 
 
+def _lean_back_evidence(cfg: SyntheticConfig, table: pa.Table) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row, over the behaviours of the 5 minutes before the request (the request's session): the mean of
+    ``[finished] * form(item)``, form +1 for a long-form category and -1 for a short-form one; and their count."""
+    form = np.where(item_catalog(cfg).column("long_form").to_numpy(), 1.0, -1.0)
+    offsets, items = _offsets(table, "hist_item_id")
+    _, actions = _offsets(table, "hist_action")
+    _, times = _offsets(table, "hist_time")
+    rows = offsets.shape[0] - 1
+    row = np.repeat(np.arange(rows), np.diff(offsets))
+    recent = (times >= table.column("request_time").to_numpy()[row] - 300).astype(np.float64)
+    evidence = np.bincount(row, recent * (actions == 2) * form[items - 1], minlength=rows)
+    count = np.bincount(row, recent, minlength=rows)
+    return evidence / np.maximum(count, 1), count
+
+
+def _click_logit(table: pa.Table) -> np.ndarray:
+    p = table.column("click_prob").to_numpy().astype(np.float64)
+    return np.log(p / (1 - p))
+
+
+def test_session_mood_shows_only_as_finish_x_form_and_scales_the_taste(signal, tmp_path) -> None:
+    """The session mood (off by default) leaves the items a user sees and the finish share unchanged; switched
+    on, lean-back sessions finish long-form videos and browsing ones short ones, and the mood of the request's
+    session scales the long-term taste's weight. That cross is its only trace in the history."""
+    _, table = signal
+    on = dataclasses.replace(SIGNAL, mood_finish_weight=0.2, mood_taste_weight=1.0)
+    _, planted = _write(on, tmp_path / "on")
+    _, traceless = _write(dataclasses.replace(on, mood_finish_weight=0.0), tmp_path / "traceless")
+    for mooded in (planted, traceless):
+        assert mooded.column("hist_item_id").equals(table.column("hist_item_id"))
+        assert mooded.column("hist_time").equals(table.column("hist_time"))
+        assert mooded.column("item_id").equals(table.column("item_id"))
+    assert not planted.column("hist_action").equals(table.column("hist_action"))
+    assert traceless.column("hist_action").equals(table.column("hist_action"))
+    finish_share = [float((_offsets(t, "hist_action")[1] == 2).mean()) for t in (table, planted)]
+    assert abs(finish_share[0] - finish_share[1]) < 0.01  # 0.268 against 0.266 when written
+    # the click logit moves by long_weight * mood_taste_weight * s * L_u(c): up in lean-back sessions (s = +1)
+    shift = _click_logit(planted) - _click_logit(table)
+    assert np.allclose(shift, _click_logit(traceless) - _click_logit(table), atol=1e-4)  # same moods
+    lean_back, moved = shift > 1e-3, np.abs(shift) > 1e-3
+    assert 0.3 < lean_back[moved].mean() < 0.7
+    evidence, count = _lean_back_evidence(on, planted)
+    seen = moved & (count >= 2)
+    assert roc_auc_score(lean_back[seen], evidence[seen]) > 0.7  # 0.84 when written (14,375 rows)
+    evidence, _ = _lean_back_evidence(on, traceless)
+    assert abs(roc_auc_score(lean_back[seen], evidence[seen]) - 0.5) < 0.05  # 0.498 when written
+
+
 def _adjacent_same_category(table: pa.Table) -> float:
     """Share of consecutive history entries (within a row) that have the same category."""
     offsets, values = _offsets(table, "hist_item_category")
