@@ -83,19 +83,20 @@ cross inside one behaviour), while a burst author is recent but mostly clicked; 
 shows only as *which* of the items a user sees get liked: the user's likes lean to unpopular items (or to
 popular ones), an item x action cross inside each behaviour, spread over the whole history.
 
-Sessions can have a mood (``mood_finish_weight``, ``mood_taste_weight``; 0 by default; the quality
-benchmark uses 0.2 and 1.0): each session is *lean-back* (``s = +1``) or *browsing* (``s = -1``), with
-probability 1/2, from its own stream. A lean-back user sits through long-form videos and swipes past quick
-clips; a browsing one finishes quick clips and abandons long-form ones. So the finish probability of a
-behaviour moves by ``mood_finish_weight * s * form(i)``, with ``form(i) = +1`` when the item's category is
-long-form (its median duration is above 20 s) and ``-1`` otherwise; over both moods, the finish share and
-which items are seen do not change. In the click (below), lean back the user follows the long-term taste
-more, browsing less (at ``mood_taste_weight = 1``, not at all). So the mood of the request's session
-shows in the history only as an action x category cross inside each of the session's behaviours (the
-head of the history), and it scales another term instead of adding one. DIN's attention unit gives one
-weight per behaviour, spent on matching the candidate; the session's mood needs a second, candidate-free
-reading of each behaviour's features together: a probe for within-behaviour (cross-feature) mixing that
-the readout's one weight per behaviour does not cover.
+Sessions can have a mood (``mood_finish_weight``, ``mood_taste_weight``; 0 by default): each session is
+*lean-back* (``s = +1``) or *browsing* (``s = -1``), with probability 1/2, from its own stream. A
+lean-back user sits through long-form videos and swipes past quick clips; a browsing one finishes quick
+clips and abandons long-form ones. So the finish probability of a behaviour moves by
+``mood_finish_weight * s * form(i)``, with ``form(i) = +1`` when the item's category is long-form (its
+median duration is above 20 s) and ``-1`` otherwise; over both moods, the finish share and which items
+are seen do not change. In the click (below), lean back the user follows the long-term taste more,
+browsing less (at ``mood_taste_weight = 1``, not at all). So the mood of the request's session shows in
+the history only as an action x category cross inside each of the session's behaviours (the head of the
+history), and it scales another term instead of adding one. DIN's attention unit gives one weight per
+behaviour, spent on matching the candidate, and an additive term could share that weight; the mood needs
+a second, candidate-free reading of each behaviour's features together. It is a probe for
+within-behaviour (cross-feature) mixing that the readout's one weight per behaviour does not cover. Its
+draws come from their own stream, so switching it on changes actions and labels only.
 
 Where the periods sit in the history, for the default activity (median 8 behaviours a day): the
 burst is the head of the history (the current session, a handful of positions), the current middle
