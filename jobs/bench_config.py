@@ -7,7 +7,7 @@ seed. ``jobs/configs/bench_quality.yaml`` is the default; ``--set`` overrides it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -65,7 +65,8 @@ class BenchConfig:
     Args:
         out_dir: where ``quality.{json,md,png}`` go.
         work_dir: data, per-trial run directories and the trial cache (a rerun skips finished trials).
-        seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own.
+        seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own,
+            unless ``seeds`` is overridden (see ``load_bench_config``).
         search: the search budget, the same for every variant: a list of candidates, each a list of
             overrides. Each candidate trains once (first seed) and is scored on the valid split; the best
             valid click AUC wins and trains with the other seeds. Test metrics are reported for the winner.
@@ -110,5 +111,13 @@ def default_bench_config_path() -> Path:
 
 
 def load_bench_config(path: Optional[str], overrides: Optional[List[str]] = None) -> BenchConfig:
-    """Reads ``path`` (None: the packaged benchmark config) and applies ``key=value`` overrides."""
-    return load_file(BenchConfig, Path(path) if path else default_bench_config_path(), overrides)
+    """Reads ``path`` (None: the packaged benchmark config) and applies ``key=value`` overrides.
+
+    An override of ``seeds`` (without one of ``datasets``) sets the seeds of every dataset: the datasets'
+    own seeds in the file are dropped, so that ``--set seeds=[0]`` runs one seed everywhere.
+    """
+    bench = load_file(BenchConfig, Path(path) if path else default_bench_config_path(), overrides)
+    keys = {o.split("=", 1)[0].strip() for o in overrides or []}
+    if "seeds" in keys and "datasets" not in keys:
+        bench = replace(bench, datasets=tuple(replace(d, seeds=()) for d in bench.datasets))
+    return bench

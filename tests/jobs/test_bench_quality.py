@@ -152,6 +152,15 @@ def test_config_errors_name_the_problem(tmp_path: Path) -> None:
         load_bench_config(None, ["seeds=[0, 0]"])
 
 
+def test_a_seeds_override_sets_every_datasets_seeds() -> None:
+    """``--set seeds=[0]`` means one seed everywhere, also on a dataset whose entry in the file names its own
+    (the packaged planted entry runs 5)."""
+    packaged = load_bench_config(None)
+    assert max(len(packaged.seeds_for(d)) for d in packaged.datasets) == 5
+    bench = load_bench_config(None, ["seeds=[7]"])
+    assert [bench.seeds_for(d) for d in bench.datasets] == [(7,)] * len(packaged.datasets)
+
+
 def test_a_dataset_may_run_more_seeds_than_the_others() -> None:
     bench = load_bench_config(None, ["seeds=[0, 1]", "datasets=[{name: a, kind: planted, seeds: [0, 1, 2, 3]}, "
                                      "{name: b, kind: movielens}]"])
