@@ -31,22 +31,30 @@ GLOB_CHARS = "*?["
 
 @dataclass(frozen=True)
 class Files:
-    """Parquet files on one filesystem, sorted; ``skipped``: (path, reason) of unreadable files left out."""
+    """Parquet files on one filesystem, sorted; ``skipped``: (path, reason) of unreadable files left out.
+
+    One ``Files`` opens each footer once: ``dataset()`` is built on the first call and shared by every later
+    one (the splits, readers and counts of a job), which matters on object stores with many files.
+    """
 
     filesystem: pafs.FileSystem
     paths: Tuple[str, ...]
     skipped: Tuple[Tuple[str, str], ...] = ()
 
     def dataset(self) -> ds.Dataset:
-        """The files as one pyarrow dataset; an unreadable file (truncated, not Parquet) is a ``DataError``
-        naming it."""
+        """The files as one pyarrow dataset (built once); an unreadable file (truncated, not Parquet) is a
+        ``DataError`` naming it."""
+        built = self.__dict__.get("_dataset")
+        if built is not None:
+            return built
         try:
             dataset = ds.dataset(list(self.paths), format="parquet", filesystem=self.filesystem)
             for fragment in dataset.get_fragments():
                 fragment.physical_schema  # reads each footer: a truncated file fails here, not mid-scan
-            return dataset
         except (pa.ArrowInvalid, OSError) as e:
             raise self.unreadable_error(e) from e
+        object.__setattr__(self, "_dataset", dataset)  # a cache, not a field: equality and the repr ignore it
+        return dataset
 
     def unreadable_error(self, cause: Exception) -> DataError:
         """The error to raise when opening these files failed with ``cause``: names each unreadable file."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pyramid_mixer.features.batch import RankingBatch
-from pyramid_mixer.features.files import PathLike, resolve_files
+from pyramid_mixer.features.files import Files, PathLike, resolve_files
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.schema import (
     DataError,
@@ -110,10 +110,11 @@ class ReadStats:
 
 
 def time_split(
-    paths: Sequence[PathLike], spec: FeatureSpec, eval_days: float, skip_unreadable: bool = False
+    paths: Union[Sequence[PathLike], Files], spec: FeatureSpec, eval_days: float, skip_unreadable: bool = False
 ) -> Tuple[pc.Expression, pc.Expression, int]:
-    """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one."""
-    dataset = resolve_files(paths, skip_unreadable).dataset()
+    """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one.
+    ``paths`` may be ``Files`` already resolved (``skip_unreadable`` then does not apply)."""
+    dataset = _as_files(paths, skip_unreadable).dataset()
     latest = None
     for rb in dataset.to_batches(columns=[spec.request_time]):
         m = pc.max(rb.column(0)).as_py()
@@ -124,6 +125,10 @@ def time_split(
     cutoff = int(latest - eval_days * 86400)
     t = pc.field(spec.request_time)
     return t <= cutoff, t > cutoff, cutoff
+
+
+def _as_files(paths: Union[Sequence[PathLike], Files], skip_unreadable: bool) -> Files:
+    return paths if isinstance(paths, Files) else resolve_files(paths, skip_unreadable)
 
 
 def share(dataset: ds.Dataset, rank: int, world_size: int) -> List[ds.ParquetFileFragment]:
@@ -150,7 +155,7 @@ class ParquetReader:
     """Iterates ``RankingBatch`` es over Parquet files; re-iterable (one pass per ``iter``).
 
     Args:
-        paths: files, directories or globs.
+        paths: files, directories or globs, or ``Files`` already resolved (whose dataset the reader shares).
         spec: the feature spec (column roles, tables, hashing).
         layout: the pyramid token layout.
         batch_size: rows per batch (the last batch of a pass may be smaller).
@@ -167,7 +172,7 @@ class ParquetReader:
 
     def __init__(
         self,
-        paths: Sequence[PathLike],
+        paths: Union[Sequence[PathLike], Files],
         spec: FeatureSpec,
         layout: PyramidLayout,
         batch_size: int,
@@ -182,7 +187,7 @@ class ParquetReader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self.files = resolve_files(paths, skip_unreadable=bad_rows.skip_bad_files)
+        self.files = _as_files(paths, bad_rows.skip_bad_files)
         self.spec = spec
         self.batch_size = batch_size
         self.row_filter = row_filter

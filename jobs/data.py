@@ -18,14 +18,23 @@ from pyramid_mixer.jobs.config import DataConfig
 
 @dataclass(frozen=True)
 class Source:
+    """One split: its paths, its rows (a filter on them) and the bad-row policy it is read with.
+
+    ``shared``: the paths' ``Files`` resolved once for every split of a job (``sources`` sets it), so that
+    the splits, their readers and their row counts list the files and read each footer once.
+    """
+
     paths: Tuple[str, ...]
     row_filter: Optional[pc.Expression]
     description: str
     bad_rows: BadRowPolicy = BadRowPolicy()
+    shared: Optional[Files] = dataclasses.field(default=None, compare=False, repr=False)
 
     def files(self) -> Files:
         """The source's Parquet files (unreadable ones left out when the policy skips them)."""
-        return resolve_files(self.paths, self.bad_rows.skip_bad_files)
+        if self.shared is None:
+            object.__setattr__(self, "shared", resolve_files(self.paths, self.bad_rows.skip_bad_files))
+        return self.shared
 
     def reader(
         self,
@@ -38,7 +47,7 @@ class Source:
         world_size: int = 1,
     ) -> ParquetReader:
         return ParquetReader(
-            self.paths, spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size,
+            self.files(), spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size,
             self.bad_rows,
         )
 
@@ -65,8 +74,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.valid_days < 0 or data.eval_days <= 0:
         raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
                           f"{data.valid_days:g} >= 0")
-    train_filter, eval_filter, cutoff = time_split([data.path], spec, data.eval_days,
-                                                   data.bad_row_policy().skip_bad_files)
+    files = resolve_files([data.path], data.bad_row_policy().skip_bad_files)  # listed once for every split
+    train_filter, eval_filter, cutoff = time_split(files, spec, data.eval_days)
     out = {
         "train": Source((data.path,), train_filter, f"{data.path}: {spec.request_time} <= {cutoff}"),
         "eval": Source((data.path,), eval_filter, f"{data.path}: {spec.request_time} > {cutoff} "
@@ -79,8 +88,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
         out["valid"] = Source((data.path,), (t > start) & (t <= cutoff),
                               f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
                               f"({data.valid_days:g} day(s) before the eval set)")
-    return _with_policy(out, data)
+    return _with_policy(out, data, files)
 
 
-def _with_policy(out: Dict[str, Source], data: DataConfig) -> Dict[str, Source]:
-    return {k: dataclasses.replace(v, bad_rows=data.bad_row_policy()) for k, v in out.items()}
+def _with_policy(out: Dict[str, Source], data: DataConfig, files: Optional[Files] = None) -> Dict[str, Source]:
+    return {k: dataclasses.replace(v, bad_rows=data.bad_row_policy(), shared=files) for k, v in out.items()}

@@ -119,9 +119,10 @@ def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None
 
 
 def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
-             split: str = "eval") -> EvalReport:
-    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank)."""
-    srcs = sources(config.data, spec)
+             split: str = "eval", srcs: Optional[Dict[str, Source]] = None) -> EvalReport:
+    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank).
+    ``srcs``: the job's ``sources`` when the caller has them (their files are listed and opened once)."""
+    srcs = srcs if srcs is not None else sources(config.data, spec)
     if split not in srcs:
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
                           "data.test (explicit paths) in the config")

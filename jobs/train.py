@@ -68,7 +68,8 @@ def train(config: JobConfig) -> TrainResult:
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     spec = resolve_spec(config.data.spec)
-    src = sources(config.data, spec)["train"]  # before building: a wrong path fails in a second
+    srcs = sources(config.data, spec)  # before building: a wrong path fails in a second
+    src = srcs["train"]
     built = build(config, spec, env)
     dmp, opt = built.dmp, built.optimizer
     run_dir = Path(config.run_dir)
@@ -158,7 +159,7 @@ def train(config: JobConfig) -> TrainResult:
                 break
     result.seconds = time.perf_counter() - start
     for split in config.eval.splits:
-        result.reports[split] = evaluate(config, dmp, spec, env, split=split)
+        result.reports[split] = evaluate(config, dmp, spec, env, split=split, srcs=srcs)
         if writer is not None:
             for m in result.reports[split].labels:
                 writer.add_scalar(f"{split}/{m.label}_auc", m.auc, result.steps)

@@ -27,6 +27,21 @@ def test_time_split_puts_the_last_day_in_eval(tmp_path: Path) -> None:
     assert count_rows(srcs["train"]) == 200 - expected_eval
 
 
+def test_the_splits_of_a_job_share_one_listing_and_one_dataset(tmp_path: Path) -> None:
+    """Every split of a split by time reads the same ``Files``: listed once, each footer read once (on an
+    object store with many files, a job used to list them and read every footer 7 times or more)."""
+    write_rows(tmp_path / "a.parquet", random_rows(50, seed=14))
+    write_rows(tmp_path / "b.parquet", random_rows(50, seed=15))
+    cfg = load_config(None, [f"data.path={tmp_path}", "data.eval_days=1", "data.valid_days=1"])
+    srcs = sources(cfg.data, default_spec())
+    files = srcs["train"].files()
+    assert srcs["valid"].files() is files and srcs["eval"].files() is files
+    assert files.dataset() is files.dataset()
+    reader = srcs["eval"].reader(default_spec(), cfg.model.effective_layout(), batch_size=16)
+    assert reader.dataset is files.dataset()
+    assert sum(count_rows(s) for s in srcs.values()) == 100  # the filters still split the shared rows
+
+
 def test_valid_days_take_the_days_before_eval_out_of_train(tmp_path: Path) -> None:
     rows = random_rows(300, seed=13)
     write_rows(tmp_path / "a.parquet", rows)
