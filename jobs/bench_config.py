@@ -31,6 +31,8 @@ class BenchDataset:
         overrides: job-config overrides for every trial on this dataset (``key.path=value``).
         seeds: training seeds on this dataset (the first runs the search); empty: the benchmark's ``seeds``.
             More seeds where the differences to resolve are small against the seed-to-seed spread.
+        search: the search candidates on this dataset, the same for every variant; empty: the benchmark's
+            ``search``.
     """
 
     name: str
@@ -39,6 +41,7 @@ class BenchDataset:
     source: str = ""
     overrides: Tuple[str, ...] = ()
     seeds: Tuple[int, ...] = ()
+    search: Tuple[Tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in DATASET_KINDS:
@@ -68,8 +71,9 @@ class BenchConfig:
         seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own,
             unless ``seeds`` is overridden (see ``load_bench_config``).
         search: the search budget, the same for every variant: a list of candidates, each a list of
-            overrides. Each candidate trains once (first seed) and is scored on the valid split; the best
-            valid click AUC wins and trains with the other seeds. Test metrics are reported for the winner.
+            overrides (a dataset may name its own). Each candidate trains once (first seed) and is scored on
+            the valid split; the best valid click AUC wins and trains with the other seeds. Test metrics are
+            reported for the winner.
         reference: the variant the ablations and baselines are compared with.
         workers: trials run at once, each a process with ``threads`` torch threads.
         threads: torch intra-op threads per trial.
@@ -104,6 +108,10 @@ class BenchConfig:
     def seeds_for(self, dataset: BenchDataset) -> Tuple[int, ...]:
         """The training seeds on ``dataset``: its own, else the benchmark's."""
         return dataset.seeds or self.seeds
+
+    def search_for(self, dataset: BenchDataset) -> Tuple[Tuple[str, ...], ...]:
+        """The search candidates on ``dataset``: its own, else the benchmark's."""
+        return dataset.search or self.search
 
 
 def default_bench_config_path() -> Path:

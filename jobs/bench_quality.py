@@ -126,7 +126,7 @@ def trials_for(bench: BenchConfig, data_overrides: Dict[str, Tuple[str, ...]],
         for v in bench.variants:
             for c in candidates(ds.name, v.name):
                 for seed in seeds(bench.seeds_for(ds)):
-                    overrides = (ds.overrides + data_overrides[ds.name] + v.overrides + bench.search[c]
+                    overrides = (ds.overrides + data_overrides[ds.name] + v.overrides + bench.search_for(ds)[c]
                                  + (f"train.seed={seed}", f"train.threads={bench.threads}"))
                     t = Trial(ds.name, v.name, c, seed, ds.config, overrides, "")
                     out.append(dataclasses.replace(t, run_dir=str(Path(bench.work_dir) / "runs" / t.key)))
@@ -217,8 +217,8 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
     """Runs the whole benchmark and writes ``out_dir/quality.{json,md,png}``; returns the JSON data."""
     start = time.perf_counter()
     data = {ds.name: prepare_data(bench, ds) for ds in bench.datasets}
-    every = range(len(bench.search))
-    search = run_trials(bench, trials_for(bench, data, lambda s: s[:1], lambda d, v: every), "search")
+    every = {ds.name: range(len(bench.search_for(ds))) for ds in bench.datasets}
+    search = run_trials(bench, trials_for(bench, data, lambda s: s[:1], lambda d, v: every[d]), "search")
     chosen = best_candidates(search)
     rest = run_trials(bench, trials_for(bench, data, lambda s: s[1:], lambda d, v: [chosen[(d, v)]]), "seeds")
     final = [r for r in search if r["candidate"] == chosen[(r["dataset"], r["variant"])]] + rest

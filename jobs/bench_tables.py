@@ -98,7 +98,8 @@ def markdown(data: Dict[str, Any]) -> str:
         f"Made by `{data['command']}` in {data['seconds'] / 60:.1f} min on {m['cpus']} CPUs ({m['processor']}), "
         f"{data['workers']} trial(s) at a time with {data['threads']} thread(s) each; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".",
-        f"Seeds {data['seeds']} unless a dataset names its own. Search budget, the same for every variant: "
+        f"Seeds {data['seeds']} unless a dataset names its own. Search budget, the same for every variant "
+        "(a dataset may name its own): "
         f"{len(data['search'])} candidate(s) {[list(c) for c in data['search']]}, each trained with the dataset's "
         "first seed and chosen on the valid split's click AUC; the winner trains with every seed. "
         "Test metrics: mean ± std over seeds.",
@@ -111,7 +112,9 @@ def markdown(data: Dict[str, Any]) -> str:
                   f"test {facts['test_rows']:,}. "
                   + ("Oracle AUC (true probabilities): "
                      + ", ".join(f"{k} {v:.4f}" for k, v in oracle.items()) + ". " if oracle else "")
-                  + (f"Popularity-only click AUC {facts['popularity_auc']:.4f}." if facts["popularity_auc"] else "")]
+                  + (f"Popularity-only click AUC {facts['popularity_auc']:.4f}." if facts["popularity_auc"] else "")
+                  + (f" Search on this dataset, the same for every variant: {len(facts['search'])} candidate(s) "
+                     f"{facts['search']}." if facts.get("search", data["search"]) != data["search"] else "")]
         labels = list(next(iter(table.values()))["labels"])
         for lab in labels:
             lines += ["", f"### {lab} (test)", "",
@@ -189,7 +192,8 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
         "seconds": seconds, "machine": machine_facts(), "workers": bench.workers, "threads": bench.threads,
         "seeds": list(bench.seeds), "search": [list(c) for c in bench.search], "reference": bench.reference,
         "roles": roles,
-        "datasets": {ds.name: dict(dataset_facts(final, ds.name), seeds=list(bench.seeds_for(ds)))
+        "datasets": {ds.name: dict(dataset_facts(final, ds.name), seeds=list(bench.seeds_for(ds)),
+                                   search=[list(c) for c in bench.search_for(ds)])
                      for ds in bench.datasets},
         "tables": tables,
         "findings": {ds: findings(t, roles, bench.reference) for ds, t in tables.items()},

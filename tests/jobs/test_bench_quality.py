@@ -161,6 +161,20 @@ def test_a_seeds_override_sets_every_datasets_seeds() -> None:
     assert [bench.seeds_for(d) for d in bench.datasets] == [(7,)] * len(packaged.datasets)
 
 
+def test_a_dataset_may_search_its_own_candidates() -> None:
+    bench = load_bench_config(None, ["search=[[train.dense_lr=0.001]]", "datasets=[{name: a, kind: planted}, "
+                                     "{name: b, kind: movielens, search: [[train.dense_lr=0.002], "
+                                     "[train.dense_lr=0.002, model.baseline.hidden=8]]}]"])
+    a, b = bench.datasets
+    assert len(bench.search_for(a)) == 1 and len(bench.search_for(b)) == 2
+    trials = bench_quality.trials_for(bench, {"a": (), "b": ()}, lambda s: s[:1],
+                                      lambda d, v: range(len(bench.search_for(bench.datasets[d == "b"]))))
+    assert {t.candidate for t in trials if t.dataset == "a"} == {0}
+    assert all("train.dense_lr=0.001" in t.overrides for t in trials if t.dataset == "a")
+    wide = [t for t in trials if t.dataset == "b" and t.candidate == 1]
+    assert len(wide) == len(bench.variants) and all("model.baseline.hidden=8" in t.overrides for t in wide)
+
+
 def test_a_dataset_may_run_more_seeds_than_the_others() -> None:
     bench = load_bench_config(None, ["seeds=[0, 1]", "datasets=[{name: a, kind: planted, seeds: [0, 1, 2, 3]}, "
                                      "{name: b, kind: movielens}]"])
