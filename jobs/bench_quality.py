@@ -156,6 +156,7 @@ def run_trial(trial: Trial) -> Dict[str, Any]:
                                  "rows": m.rows, "uauc_users": m.uauc_users} for m in report.labels},
             "popularity_auc": report.popularity_auc,
             "rows": {k: report.rows[k] for k in ("rows_read", "rows_used", "rows_rejected")},
+            "fusion_gate": report.fusion_gate,
         }
     return {
         "dataset": trial.dataset, "variant": trial.variant, "candidate": trial.candidate, "seed": trial.seed,

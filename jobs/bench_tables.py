@@ -39,8 +39,17 @@ def aggregate(final: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]
             "seeds": [r["seed"] for r in runs],
             "candidate": runs[0]["candidate"],
             "overrides": runs[0]["overrides"],
+            "fusion_gate": _mean_gate([r["splits"]["test"].get("fusion_gate", {}) for r in runs]),
         }
     return out
+
+
+def _mean_gate(per_seed: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    """The adaptive fusion's cross-behaviour share per layer and feature, averaged over seeds ({} without a gate)."""
+    if not per_seed or not per_seed[0]:
+        return {}
+    return {layer: {f: statistics.fmean(g[layer][f] for g in per_seed) for f in features}
+            for layer, features in per_seed[0].items()}
 
 
 def _first(split: Dict[str, Any]) -> Dict[str, Any]:
@@ -126,6 +135,15 @@ def markdown(data: Dict[str, Any]) -> str:
                 x = row["labels"][lab]
                 lines.append(f"| {v} | {data['roles'][v]} | {_pm(x['auc'])} | {_pm(x['uauc'])} | {_pm(x['gauc'])} | "
                              f"{row['parameters']:,} | {row['train_seconds']:.0f} | {row['candidate']} |")
+        gate = table.get(data["reference"], {}).get("fusion_gate")
+        if gate:
+            features = list(next(iter(gate.values())))
+            lines += ["", f"### What {data['reference']}'s adaptive fusion learned (test rows, mean over seeds)", "",
+                      "The cross-behaviour share a per mixer layer and token feature; the cross-feature branch gets "
+                      "1 - a (the gate starts every layer at the config's `gate_init`).", "",
+                      "| layer | " + " | ".join(features) + " |", "|---|" + "---:|" * len(features)]
+            lines += [f"| {layer} | " + " | ".join(f"{a:.3f}" for a in shares.values()) + " |"
+                      for layer, shares in gate.items()]
         lines += ["", f"### {data['reference']} against the others ({labels[0]}, test; Δ = other − "
                       f"{data['reference']}, spread = the larger std; paired: seed by seed, the std of the "
                       f"per-seed Δ and the seeds on which {data['reference']} wins)", "",

@@ -8,8 +8,9 @@ Writes ``run_dir/eval.{json,md,png}`` and, with ``eval.predictions: true``, ``ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.kjt_builder import token_feature_names
 from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
@@ -33,6 +35,7 @@ from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, sources
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
+from pyramid_mixer.ranking.gate_shares import GateShares, mean_shares
 from pyramid_mixer.ranking.metrics import auc, ranking_metrics
 from pyramid_mixer.ranking.popularity import Popularity
 
@@ -49,6 +52,12 @@ class Predictions:
     groups: np.ndarray
     request_ids: np.ndarray
     history_length: np.ndarray
+    gate_shares: Dict[str, List[float]] = field(default_factory=dict)  # see gate_shares_over_ranks
+
+    def take(self, order: np.ndarray) -> "Predictions":
+        """These predictions with the rows in ``order``."""
+        arrays = ("scores", "labels", "oracle", "groups", "request_ids", "history_length")
+        return dataclasses.replace(self, **{name: getattr(self, name)[order] for name in arrays})
 
 
 @torch.no_grad()
@@ -60,20 +69,31 @@ def predict(
     dmp.eval()
     parts: List[List[np.ndarray]] = []
     bar = tqdm(prefetch(reader, depth), desc="eval", unit="batch", disable=not env.is_main, leave=False)
-    for batch, real in lockstep(bar, env, reader.sample_batch):
-        _, (_, logits, labels, _) = dmp(batch.to(env.device))
-        if real:
-            parts.append([
-                torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),
-                batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy(),
-            ])
+    with GateShares(dmp) as gates:
+        for batch, real in lockstep(bar, env, reader.sample_batch):
+            gates.active = real
+            _, (_, logits, labels, _) = dmp(batch.to(env.device))
+            if real:
+                parts.append([
+                    torch.sigmoid(logits).double().cpu().numpy(), labels.cpu().numpy(), batch.oracle.numpy(),
+                    batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy(),
+                ])
     dmp.train()
     local = [np.concatenate(cols) for cols in zip(*parts)] if parts else _empty(len(reader.spec.labels))
     if sum_over_ranks(local[0].shape[0], env) == 0:  # every rank raises, none waits in a collective
         raise DataError(f"{reader.files}: the eval split has no usable rows ({reader.stats.as_dict()}); "
                         "check data.eval_days or data.test")
     gathered = gather_arrays(local, env, dst=0)
-    return Predictions(*gathered) if gathered is not None else None
+    shares = gate_shares_over_ranks(gates, env)
+    return Predictions(*gathered, gate_shares=shares) if gathered is not None else None
+
+
+def gate_shares_over_ranks(gates: GateShares, env: DistEnv) -> Dict[str, List[float]]:
+    """The fusion gates' mean cross-behaviour shares over every rank's rows, on every rank (a collective)."""
+    names, sums, rows = gates.totals()  # the same gates on every rank, zeros where a rank saw no row
+    if names and env.world_size > 1:
+        sums, rows = (x.sum(0) for x in gather_arrays([sums[None], rows[None]], env))
+    return mean_shares(names, sums, rows)
 
 
 def _empty(num_labels: int) -> List[np.ndarray]:
@@ -107,6 +127,7 @@ def report_for(preds: Predictions, spec: FeatureSpec, rows: Dict[str, Any], spli
         rows=rows,
         auc_by_history=auc_by_history(preds.history_length, preds.labels[:, 0], preds.scores[:, 0]),
         calibration_curve=calibration_curve(preds.labels[:, 0], preds.scores[:, 0]),
+        fusion_gate={name: dict(zip(token_feature_names(spec), shares)) for name, shares in preds.gate_shares.items()},
     )
 
 
@@ -152,6 +173,10 @@ def summary_lines(report: EvalReport) -> List[str]:
                      f"GAUC {m.gauc:.4f}{oracle}")
     if report.popularity_auc is not None:
         lines.append(f"popularity-only click AUC {report.popularity_auc:.4f}")
+    if report.fusion_gate:
+        shares = [sum(s.values()) / len(s) for s in report.fusion_gate.values()]
+        lines.append("adaptive fusion, cross-behaviour share a per layer (mean over features; cross-feature "
+                     "gets 1 - a): " + ", ".join(f"{n} {a:.3f}" for n, a in zip(report.fusion_gate, shares)))
     r = report.rows
     lines.append(f"rows read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}")
     if r.get("files_skipped"):

@@ -29,6 +29,9 @@ class EvalReport:
     popularity_auc: Optional[float] = None
     auc_by_history: List[Dict[str, Any]] = field(default_factory=list)
     calibration_curve: List[Dict[str, float]] = field(default_factory=list)
+    # per fusion gate ("level0.layer0"), per token feature: the mean cross-behaviour share a of the adaptive
+    # fusion over the rows scored (1 - a went to the cross-feature branch); empty for a tower without a gate
+    fusion_gate: Dict[str, Dict[str, float]] = field(default_factory=dict)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def metric(self, label: str) -> LabelMetrics:
@@ -86,6 +89,13 @@ def markdown(report: EvalReport) -> str:
     if report.auc_by_history:
         lines += ["", "## Click AUC by history length", "", "| history | rows | AUC |", "|---|---:|---:|"]
         lines += [f"| {b['history']} | {b['rows']} | {_fmt(b['auc'])} |" for b in report.auc_by_history]
+    if report.fusion_gate:
+        features = list(next(iter(report.fusion_gate.values())))
+        lines += ["", "## Adaptive fusion: the cross-behaviour share a per layer and token feature", "",
+                  "Mean over the rows scored; the cross-feature branch gets 1 - a.", "",
+                  "| layer | " + " | ".join(features) + " |", "|---|" + "---:|" * len(features)]
+        lines += [f"| {name} | " + " | ".join(f"{a:.3f}" for a in shares.values()) + " |"
+                  for name, shares in report.fusion_gate.items()]
     r = report.rows
     lines += ["", "## Rows", "", f"read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}"]
     for reason, n in r.get("rejected_by_reason", {}).items():

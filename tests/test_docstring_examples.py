@@ -18,6 +18,7 @@ MODULES = [
     "pyramid_mixer.ranking.popularity",
     "pyramid_mixer.ranking.init_streams",
     "pyramid_mixer.ranking.towers",
+    "pyramid_mixer.ranking.gate_shares",
     "pyramid_mixer.ranking.baselines.attention",
     "pyramid_mixer.ranking.baselines.pooling",
     "pyramid_mixer.ranking.baselines.recurrent",

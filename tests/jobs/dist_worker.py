@@ -28,7 +28,8 @@ from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep
-from pyramid_mixer.jobs.eval import Predictions, report_for
+from pyramid_mixer.jobs.eval import Predictions, gate_shares_over_ranks, report_for
+from pyramid_mixer.ranking.gate_shares import GateShares
 
 GLOBAL_BATCH = 64
 STEPS = 3
@@ -111,21 +112,23 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
     batches = [builder.build(mine.slice(i, 16)) for i in range(0, mine.num_rows, 16)]
     parts = []
     built.dmp.eval()
-    with torch.no_grad():
+    with torch.no_grad(), GateShares(built.dmp) as gates:
         for batch, real in lockstep(batches, env, lambda: builder.build(eval_rows.slice(0, 1))):
+            gates.active = real
             _, (_, logits, labels, _) = built.dmp(batch)
             if real:
                 parts.append([torch.sigmoid(logits).double().numpy(), labels.numpy(), batch.oracle.numpy(),
                               batch.group_ids.numpy(), batch.request_ids.numpy(), batch.history_length.numpy()])
     gathered = gather_arrays([np.concatenate(c) for c in zip(*parts)], env, dst=0)  # as the eval job does
+    shares = gate_shares_over_ranks(gates, env)
     if rank > 0:  # only rank 0 holds the predictions; the others receive its report
         assert gathered is None, "gather_arrays(dst=0) gave predictions to another rank"
         received = from_main(None, env)
         (root / f"received-{world}-{sharding[0]}.json").write_text(json.dumps(received))
     else:
-        preds = Predictions(*gathered)
+        preds = Predictions(*gathered, gate_shares=shares)
         order = np.argsort(preds.request_ids, kind="stable")
-        report = report_for(Predictions(*[getattr(preds, f)[order] for f in preds.__dataclass_fields__]), spec,
+        report = report_for(preds.take(order), spec,
                             {"rows_read": 0, "rows_used": 0, "rows_rejected": 0}, "eval")
         metrics = from_main({m.label: [m.auc, m.uauc, m.gauc] for m in report.labels}, env)
         result: Dict[str, Any] = {
@@ -133,6 +136,7 @@ def run(rank: int, world: int, port: int, data: str, out: str, sharding: List[st
             "continued": continued if world > 1 else [],
             "metrics": metrics,
             "rows": int(preds.scores.shape[0]),
+            "fusion_gate": report.fusion_gate,
             "scores": preds.scores[order][:, 0].tolist(),
         }
         (root / f"result-{world}-{sharding[0]}.json").write_text(json.dumps(result))

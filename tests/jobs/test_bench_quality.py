@@ -66,6 +66,12 @@ def test_smoke_reports_every_variant_on_every_dataset(smoke: Dict[str, Any]) -> 
             assert 0.0 < row["labels"]["click"]["auc"]["mean"] < 1.0 and row["parameters"] > 0
     for name in names:
         assert f"| {name} |" in text
+    for table in saved["tables"].values():  # the reference's learned fusion, per layer and token feature
+        gate = table["pyramid_mixer"]["fusion_gate"]
+        assert list(gate) == ["level0.layer0", "level1.layer0"]
+        assert all(0.0 < a < 1.0 for shares in gate.values() for a in shares.values())
+        assert table["din"]["fusion_gate"] == table["-fusion gate (sum)"]["fusion_gate"] == {}
+    assert text.count("adaptive fusion learned") == 2
     assert saved["datasets"]["planted"]["oracle_auc"]["click"] > 0.5  # planted data knows its ceiling
     assert saved["datasets"]["movielens"]["oracle_auc"] == {}
     assert (out / "quality.png").stat().st_size > 10_000

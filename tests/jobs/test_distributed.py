@@ -11,8 +11,8 @@ checkpoint, resharded by DCP), so differences come from the distributed computat
   gradient over that shard's columns, so a row split in two columns halves gets two step sizes where one
   process uses one: a real (small) difference of column-wise sharding, not an error.
 - eval of the 1-process table-wise checkpoint on 2 processes (resharded to each sharding, uneven shares):
-  AUC / UAUC / GAUC equal to 1e-9; the predictions are gathered on rank 0 only, and rank 1 receives the
-  same metrics.
+  AUC / UAUC / GAUC and the fusion gate's mean shares equal to 1e-9; the predictions are gathered on rank 0
+  only, and rank 1 receives the same metrics.
 - a checkpoint written on 2 processes (weights, fused and dense optimizer states) resumed on 1 and on 2:
   the next two losses equal those of the 2-process run continuing without a stop, to 1e-5 relative.
 """
@@ -65,6 +65,10 @@ def test_two_processes_match_one(one_process, sharding: List[str], kernels: List
     assert double["rows"] == table_wise["rows"] == 200
     for label, (auc, uauc, gauc) in table_wise["metrics"].items():
         assert double["metrics"][label] == pytest.approx([auc, uauc, gauc], abs=1e-9)
+    # the adaptive fusion's shares: summed over both ranks' uneven shares of the rows, as over one process's
+    assert table_wise["fusion_gate"] and set(double["fusion_gate"]) == set(table_wise["fusion_gate"])
+    for layer, shares in table_wise["fusion_gate"].items():
+        assert double["fusion_gate"][layer] == pytest.approx(shares, abs=1e-9)
     # only rank 0 gathers the predictions; rank 1 gets its metrics by broadcast
     assert json.loads((root / f"received-2-{sharding[0]}.json").read_text()) == double["metrics"]
 

@@ -69,6 +69,10 @@ def test_reports_and_checkpoints_are_written(run: tuple[JobConfig, TrainResult])
     data = json.loads((run_dir / "eval.json").read_text())
     assert data["labels"][0]["label"] == "click"
     assert "| click |" in (run_dir / "eval.md").read_text()
+    gate = data["fusion_gate"]  # what the adaptive fusion learned, per layer and token feature
+    assert list(gate) == ["level0.layer0", "level1.layer0", "level2.layer0"]
+    assert list(gate["level0.layer0"]) == ["hist_item", "hist_author", "hist_category", "hist_action", "hist_time_gap"]
+    assert "| level2.layer0 |" in (run_dir / "eval.md").read_text()
     assert (run_dir / "eval.png").stat().st_size > 1000
     assert (run_dir / "predictions.parquet").is_file()
     assert list((run_dir / "tensorboard").glob("events.*"))
@@ -86,7 +90,11 @@ def test_eval_job_reloads_the_checkpoint_and_reproduces_the_metrics(
     for a, b in zip(before["labels"], after["labels"]):
         assert a["auc"] == pytest.approx(b["auc"], abs=1e-9)
         assert a["uauc"] == pytest.approx(b["uauc"], abs=1e-9)
-    assert "click: AUC" in capsys.readouterr().out
+    assert list(after["fusion_gate"]) == list(before["fusion_gate"])
+    for layer, shares in before["fusion_gate"].items():
+        assert after["fusion_gate"][layer] == pytest.approx(shares, abs=1e-9)
+    out = capsys.readouterr().out
+    assert "click: AUC" in out and "adaptive fusion, cross-behaviour share a per layer" in out
 
 
 def test_eval_on_ids_never_seen_in_training(run: tuple[JobConfig, TrainResult], tmp_path: Path,
