@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from pyramid_mixer.jobs.bench_common import machine_facts, write_report
+from pyramid_mixer.jobs.report import gate_table
 
 METRICS = ("auc", "uauc", "gauc")
 
@@ -137,13 +138,10 @@ def markdown(data: Dict[str, Any]) -> str:
                              f"{row['parameters']:,} | {row['train_seconds']:.0f} | {row['candidate']} |")
         gate = table.get(data["reference"], {}).get("fusion_gate")
         if gate:
-            features = list(next(iter(gate.values())))
             lines += ["", f"### What {data['reference']}'s adaptive fusion learned (test rows, mean over seeds)", "",
                       "The cross-behaviour share a per mixer layer and token feature; the cross-feature branch gets "
-                      "1 - a (the gate starts every layer at the config's `gate_init`).", "",
-                      "| layer | " + " | ".join(features) + " |", "|---|" + "---:|" * len(features)]
-            lines += [f"| {layer} | " + " | ".join(f"{a:.3f}" for a in shares.values()) + " |"
-                      for layer, shares in gate.items()]
+                      "1 - a (the gate starts every layer at the config's `gate_init`).", ""]
+            lines += gate_table(gate)
         lines += ["", f"### {data['reference']} against the others ({labels[0]}, test; Δ = other − "
                       f"{data['reference']}, spread = the larger std; paired: seed by seed, the std of the "
                       f"per-seed Δ and the seeds on which {data['reference']} wins)", "",

@@ -55,9 +55,9 @@ class Predictions:
     gate_shares: Dict[str, List[float]] = field(default_factory=dict)  # see gate_shares_over_ranks
 
     def take(self, order: np.ndarray) -> "Predictions":
-        """These predictions with the rows in ``order``."""
-        arrays = ("scores", "labels", "oracle", "groups", "request_ids", "history_length")
-        return dataclasses.replace(self, **{name: getattr(self, name)[order] for name in arrays})
+        """These predictions with the rows in ``order`` (every per-row array; ``gate_shares`` is per model)."""
+        rows = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: v[order] for k, v in rows.items() if isinstance(v, np.ndarray)})
 
 
 @torch.no_grad()

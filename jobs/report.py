@@ -72,6 +72,14 @@ def _fmt(x: Optional[float]) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def gate_table(fusion_gate: Dict[str, Dict[str, float]]) -> List[str]:
+    """A Markdown table of ``EvalReport.fusion_gate``: a row per layer, a column per token feature."""
+    features = list(next(iter(fusion_gate.values())))
+    lines = ["| layer | " + " | ".join(features) + " |", "|---|" + "---:|" * len(features)]
+    return lines + [f"| {layer} | " + " | ".join(f"{a:.3f}" for a in shares.values()) + " |"
+                    for layer, shares in fusion_gate.items()]
+
+
 def markdown(report: EvalReport) -> str:
     lines = [f"# Eval report ({report.split})", ""]
     lines += [
@@ -90,12 +98,9 @@ def markdown(report: EvalReport) -> str:
         lines += ["", "## Click AUC by history length", "", "| history | rows | AUC |", "|---|---:|---:|"]
         lines += [f"| {b['history']} | {b['rows']} | {_fmt(b['auc'])} |" for b in report.auc_by_history]
     if report.fusion_gate:
-        features = list(next(iter(report.fusion_gate.values())))
         lines += ["", "## Adaptive fusion: the cross-behaviour share a per layer and token feature", "",
-                  "Mean over the rows scored; the cross-feature branch gets 1 - a.", "",
-                  "| layer | " + " | ".join(features) + " |", "|---|" + "---:|" * len(features)]
-        lines += [f"| {name} | " + " | ".join(f"{a:.3f}" for a in shares.values()) + " |"
-                  for name, shares in report.fusion_gate.items()]
+                  "Mean over the rows scored; the cross-feature branch gets 1 - a.", ""]
+        lines += gate_table(report.fusion_gate)
     r = report.rows
     lines += ["", "## Rows", "", f"read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}"]
     for reason, n in r.get("rejected_by_reason", {}).items():

@@ -54,7 +54,10 @@ class GateShares:
             gate_name(n): m for n, m in model.named_modules() if isinstance(m, FusionGate)
         }
         self.active = True
-        self._sums: Dict[str, Tensor] = {}
+        self._sums: Dict[str, Tensor] = {  # per gate: a summed over rows, one float64 per token feature
+            name: torch.zeros(g.proj.out_features, dtype=torch.float64, device=g.proj.weight.device)
+            for name, g in self.gates.items()
+        }
         self._rows: Dict[str, int] = {name: 0 for name in self.gates}
         self._handles: List[Any] = []
 
@@ -71,8 +74,7 @@ class GateShares:
     def _record(self, name: str, module: nn.Module, inputs: Tuple[Tensor, ...], logits: Tensor) -> None:
         if not self.active:
             return
-        a = torch.sigmoid(logits.detach().double()).sum(0)  # B X F -> F
-        self._sums[name] = self._sums[name] + a if name in self._sums else a
+        self._sums[name] += torch.sigmoid(logits.detach().double()).sum(0)  # B X F -> F
         self._rows[name] += logits.size(0)
 
     def totals(self) -> Tuple[List[str], np.ndarray, np.ndarray]:
@@ -80,8 +82,7 @@ class GateShares:
         names = list(self.gates)  # every gate, seen or not, so that every rank returns the same shapes
         if not names:
             return [], np.zeros((0, 0)), np.zeros(0)
-        zeros = [torch.zeros(g.proj.out_features, dtype=torch.float64) for g in self.gates.values()]
-        sums = torch.stack([self._sums[n].cpu() if n in self._sums else z for n, z in zip(names, zeros)]).numpy()
+        sums = torch.stack([self._sums[n] for n in names]).cpu().numpy()
         return names, sums, np.array([float(self._rows[n]) for n in names])
 
     def shares(self) -> Dict[str, List[float]]:
