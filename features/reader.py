@@ -5,12 +5,12 @@ streamed (only the columns the spec reads), checked row by row (vectorised), re-
 ``batch_size`` rows (the last one may be smaller) and turned into ``RankingBatch`` es. ``stats`` accounts
 for every row: rows read = rows used + rows rejected (by reason).
 
-Splits: ``time_split(paths, spec, eval_days)`` gives the filter expressions of a split by request time (the
+Splits: ``time_split(files, spec, eval_days)`` gives the filter expressions of a split by request time (the
 last ``eval_days`` of requests are the eval set); explicit paths or globs for train / valid / test work too.
 
 Example::
 
-    >>> reader = ParquetReader(["logs/"], default_spec(), PyramidLayout(), batch_size=512)  # doctest: +SKIP
+    >>> reader = ParquetReader(["logs/"], default_spec(), PyramidLayout(), ReadOptions(512))  # doctest: +SKIP
     >>> for batch in reader: ...                                                            # doctest: +SKIP
     >>> reader.stats.rows_read == reader.stats.rows_used + reader.stats.rows_rejected      # doctest: +SKIP
     True
@@ -109,26 +109,19 @@ class ReadStats:
         }
 
 
-def time_split(
-    paths: Union[Sequence[PathLike], Files], spec: FeatureSpec, eval_days: float, skip_unreadable: bool = False
-) -> Tuple[pc.Expression, pc.Expression, int]:
+def time_split(files: Files, spec: FeatureSpec, eval_days: float) -> Tuple[pc.Expression, pc.Expression, int]:
     """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one.
-    ``paths`` may be ``Files`` already resolved (``skip_unreadable`` then does not apply)."""
-    dataset = _as_files(paths, skip_unreadable).dataset()
+    ``files``: the listing the splits will read (``resolve_files``), so that its footers are read once."""
     latest = None
-    for rb in dataset.to_batches(columns=[spec.request_time]):
+    for rb in files.dataset().to_batches(columns=[spec.request_time]):
         m = pc.max(rb.column(0)).as_py()
         if m is not None:
             latest = m if latest is None else max(latest, m)
     if latest is None:
-        raise DataError(f"{list(map(str, paths))}: no rows with a request time; cannot split by time")
+        raise DataError(f"{files}: no rows with a request time; cannot split by time")
     cutoff = int(latest - eval_days * 86400)
     t = pc.field(spec.request_time)
     return t <= cutoff, t > cutoff, cutoff
-
-
-def _as_files(paths: Union[Sequence[PathLike], Files], skip_unreadable: bool) -> Files:
-    return paths if isinstance(paths, Files) else resolve_files(paths, skip_unreadable)
 
 
 def share(dataset: ds.Dataset, rank: int, world_size: int) -> List[ds.ParquetFileFragment]:
@@ -151,13 +144,13 @@ def share(dataset: ds.Dataset, rank: int, world_size: int) -> List[ds.ParquetFil
     return [groups[i] for i in sorted(mine)]
 
 
-class ParquetReader:
-    """Iterates ``RankingBatch`` es over Parquet files; re-iterable (one pass per ``iter``).
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a ``ParquetReader`` reads: batch size, rows, order, this rank's share and the bad-row policy.
+
+    A job builds it from its config (``jobs.data.read_options``); tests build it directly.
 
     Args:
-        paths: files, directories or globs, or ``Files`` already resolved (whose dataset the reader shares).
-        spec: the feature spec (column roles, tables, hashing).
-        layout: the pyramid token layout.
         batch_size: rows per batch (the last batch of a pass may be smaller).
         row_filter: a ``pyarrow.compute`` expression selecting rows (e.g. one side of ``time_split``).
         shuffle_rows: 0 reads in file order (eval). Otherwise each pass visits the row groups in a random
@@ -167,36 +160,51 @@ class ParquetReader:
         rank, world_size: this process's share of the data: the row groups of all files are dealt to the
             ranks, largest first to the rank with the fewest rows so far (balanced by rows), so that across
             ranks every row is read exactly once per pass.
-        bad_rows: reject-and-count or fail, and the rejected share above which a pass fails.
+        bad_rows: reject-and-count or fail, the rejected share above which a pass fails, and whether
+            unreadable files are skipped (when the reader lists the files itself).
+
+    Example::
+
+        >>> ReadOptions(512, shuffle_rows=4096, rank=1, world_size=2).world_size
+        2
+    """
+
+    batch_size: int
+    row_filter: Optional[pc.Expression] = field(default=None, compare=False)
+    shuffle_rows: int = 0
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    bad_rows: BadRowPolicy = BadRowPolicy()
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
+        if self.shuffle_rows < 0:
+            raise ValueError(f"shuffle_rows must be >= 0 (0: file order), got {self.shuffle_rows}")
+
+
+class ParquetReader:
+    """Iterates ``RankingBatch`` es over Parquet files; re-iterable (one pass per ``iter``).
+
+    Args:
+        paths: files, directories or globs, or ``Files`` already resolved (whose dataset the reader shares).
+        spec: the feature spec (column roles, tables, hashing).
+        layout: the pyramid token layout.
+        options: batch size, row filter, shuffling, this rank's share and the bad-row policy.
     """
 
     def __init__(
-        self,
-        paths: Union[Sequence[PathLike], Files],
-        spec: FeatureSpec,
-        layout: PyramidLayout,
-        batch_size: int,
-        row_filter: Optional[pc.Expression] = None,
-        shuffle_rows: int = 0,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        bad_rows: BadRowPolicy = BadRowPolicy(),
+        self, paths: Union[Sequence[PathLike], Files], spec: FeatureSpec, layout: PyramidLayout, options: ReadOptions
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self.files = _as_files(paths, bad_rows.skip_bad_files)
+        self.files = paths if isinstance(paths, Files) else resolve_files(paths, options.bad_rows.skip_bad_files)
         self.spec = spec
-        self.batch_size = batch_size
-        self.row_filter = row_filter
-        self.shuffle_rows = shuffle_rows
-        self.seed = seed
+        self.options = options
         self.passes = 0
         self.skip_batches = 0  # the next pass skips this many batches (the steps a resumed run already took)
         self.pass_complete = False  # True once a pass has yielded its last batch
-        self.bad_rows = bad_rows
         self.builder = BatchBuilder(spec, layout)
         self.dataset = self.files.dataset()
         for fragment in self.dataset.get_fragments():  # Files.dataset() has read (and checked) every footer
@@ -204,7 +212,7 @@ class ParquetReader:
         columns = [c for c, _, _, _ in expected_columns(spec)]
         columns += list(oracle_columns(spec, self.dataset.schema).values())
         self.columns = columns
-        self.groups = share(self.dataset, rank, world_size)
+        self.groups = share(self.dataset, options.rank, options.world_size)
         self.stats = ReadStats(files=len(self.files), skipped_files=self.files.skipped)
 
     def _scan(self, rng: Optional[np.random.Generator]) -> Iterator[Tuple[str, pa.RecordBatch]]:
@@ -213,7 +221,9 @@ class ParquetReader:
         for i in order:
             group = self.groups[i]
             try:
-                for rb in group.to_batches(columns=self.columns, filter=self.row_filter, batch_size=self.batch_size):
+                batches = group.to_batches(columns=self.columns, filter=self.options.row_filter,
+                                           batch_size=self.options.batch_size)
+                for rb in batches:
                     yield group.path, rb
             except (pa.ArrowInvalid, OSError) as e:
                 why = " ".join(str(e).split())
@@ -230,7 +240,7 @@ class ParquetReader:
             self.stats.rows_read += rb.num_rows
             table = pa.Table.from_batches([rb])
             check = check_rows(table, self.spec)
-            if check.rejected and self.bad_rows.on_bad_rows == "fail":
+            if check.rejected and self.options.bad_rows.on_bad_rows == "fail":
                 raise DataError(f"{path}: bad rows {dict(check.rejected)} in a batch of {rb.num_rows} "
                                 "(data.on_bad_rows=fail); fix the data, or set data.on_bad_rows=reject to skip "
                                 "and count them")
@@ -248,7 +258,7 @@ class ParquetReader:
         for table in tables:
             buffer.append(table)
             rows += table.num_rows
-            if rows >= self.shuffle_rows:
+            if rows >= self.options.shuffle_rows:
                 merged = pa.concat_tables(buffer)
                 yield merged.take(pa.array(rng.permutation(rows)))
                 buffer, rows = [], 0
@@ -263,10 +273,10 @@ class ParquetReader:
         for table in tables:
             pending.extend(table.to_batches())
             pending_rows += table.num_rows
-            while pending_rows >= self.batch_size:
+            while pending_rows >= self.options.batch_size:
                 merged = pa.Table.from_batches(pending)
-                yield merged.slice(0, self.batch_size)
-                rest = merged.slice(self.batch_size)
+                yield merged.slice(0, self.options.batch_size)
+                rest = merged.slice(self.options.batch_size)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
         if pending_rows:
             yield pa.Table.from_batches(pending)
@@ -277,7 +287,7 @@ class ParquetReader:
         What a rank whose share is exhausted (or empty) feeds the collective ops with zero weight while
         the other ranks finish theirs.
         """
-        for rb in self.dataset.to_batches(columns=self.columns, filter=self.row_filter, batch_size=256):
+        for rb in self.dataset.to_batches(columns=self.columns, filter=self.options.row_filter, batch_size=256):
             table = pa.Table.from_batches([rb])
             ok = check_rows(table, self.spec).ok
             if ok.any():
@@ -286,7 +296,7 @@ class ParquetReader:
 
     def __iter__(self) -> Iterator[RankingBatch]:
         self.stats = ReadStats(files=len(self.files), skipped_files=self.files.skipped)
-        rng = np.random.default_rng([self.seed, self.passes]) if self.shuffle_rows else None
+        rng = np.random.default_rng([self.options.seed, self.passes]) if self.options.shuffle_rows else None
         self.passes += 1
         tables = self._checked(rng)
         if rng is not None:
@@ -304,10 +314,10 @@ class ParquetReader:
         stats = self.stats
         assert stats.rows_read == stats.rows_used + stats.rows_rejected, stats
         self.pass_complete = True
-        if stats.rows_rejected > self.bad_rows.max_bad_fraction * stats.rows_read:
+        if stats.rows_rejected > self.options.bad_rows.max_bad_fraction * stats.rows_read:
             raise DataError(
                 f"{self.files}: {stats.rows_rejected} of {stats.rows_read} rows read were rejected "
                 f"({stats.rows_rejected / stats.rows_read:.1%} > data.max_bad_fraction="
-                f"{self.bad_rows.max_bad_fraction:g}): {dict(sorted(stats.rejected.items()))}. Fix the data, or "
-                "raise data.max_bad_fraction if these rows are expected"
+                f"{self.options.bad_rows.max_bad_fraction:g}): {dict(sorted(stats.rejected.items()))}. Fix the data, "
+                "or raise data.max_bad_fraction if these rows are expected"
             )

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.kjt_builder import BatchBuilder
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
 from pyramid_mixer.features.synthetic import SCHEMA
 from pyramid_mixer.features.tokens import PyramidLayout
@@ -196,7 +196,7 @@ def measure_loader(cfg: SpeedConfig, spec: FeatureSpec, layout: PyramidLayout) -
         path = Path(tmp) / "logs.parquet"
         pq.write_table(full_history_logs(cfg.loader_rows, layout.coverage, seed=1), path,
                        row_group_size=max(cfg.batch_size, cfg.loader_rows // 4))
-        reader = ParquetReader([path], spec, layout, cfg.batch_size)
+        reader = ParquetReader([path], spec, layout, ReadOptions(cfg.batch_size))
 
         def one_pass() -> None:
             rows = sum(b.labels.shape[0] for b in reader)

@@ -8,12 +8,13 @@ from typing import Dict, Optional, Tuple
 
 import pyarrow.compute as pc
 
+from pyramid_mixer.embeddings.model_parallel import DistEnv
 from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.files import Files, resolve_files
-from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, time_split
+from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions, time_split
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
-from pyramid_mixer.jobs.config import DataConfig
+from pyramid_mixer.jobs.config import DataConfig, JobConfig
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,22 @@ class Source:
             object.__setattr__(self, "shared", resolve_files(self.paths, self.bad_rows.skip_bad_files))
         return self.shared
 
-    def reader(
-        self,
-        spec: FeatureSpec,
-        layout: PyramidLayout,
-        batch_size: int,
-        shuffle_rows: int = 0,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> ParquetReader:
-        return ParquetReader(
-            self.files(), spec, layout, batch_size, self.row_filter, shuffle_rows, seed, rank, world_size,
-            self.bad_rows,
-        )
+    def reader(self, spec: FeatureSpec, layout: PyramidLayout, options: ReadOptions) -> ParquetReader:
+        """A reader of this split: ``options`` with the split's row filter and bad-row policy."""
+        options = dataclasses.replace(options, row_filter=self.row_filter, bad_rows=self.bad_rows)
+        return ParquetReader(self.files(), spec, layout, options)
+
+
+def read_options(config: JobConfig, env: DistEnv, training: bool) -> ReadOptions:
+    """What a job's reader takes from the config: training reads ``train.batch_size`` rows a batch, shuffled
+    by ``train.shuffle_rows`` with ``train.seed``; scoring reads ``eval.batch_size`` rows in file order. Both
+    read this rank's share with the config's bad-row policy (``Source.reader`` adds the split's rows)."""
+    if training:
+        t = config.train
+        return ReadOptions(t.batch_size, shuffle_rows=t.shuffle_rows, seed=t.seed, rank=env.rank,
+                           world_size=env.world_size, bad_rows=config.data.bad_row_policy())
+    return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size,
+                       bad_rows=config.data.bad_row_policy())
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:

@@ -32,7 +32,7 @@ from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
-from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
 from pyramid_mixer.ranking.gate_shares import GateShares, mean_shares
@@ -147,8 +147,7 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     if split not in srcs:
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
                           "data.test (explicit paths) in the config")
-    reader = srcs[split].reader(spec, config.model.effective_layout(), config.eval.batch_size,
-                                rank=env.rank, world_size=env.world_size)
+    reader = srcs[split].reader(spec, config.model.effective_layout(), read_options(config, env, training=False))
     preds = predict(dmp, reader, env, config.data.prefetch)
     rows = sum_stats(reader.stats, env)
     report: Optional[EvalReport] = None

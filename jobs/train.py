@@ -34,7 +34,7 @@ from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
-from pyramid_mixer.jobs.data import Source, sources
+from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
@@ -82,8 +82,7 @@ def train(config: JobConfig) -> TrainResult:
         first_epoch, skip = int(manifest["epoch"]) + 1, int(manifest.get("epoch_steps", 0))
         result.steps, done_rows = int(manifest["steps"]), int(manifest["rows"]) - int(manifest.get("epoch_rows", 0))
         log.info("resuming from %s (epoch %d, %d steps into it)", last, first_epoch, skip)
-    reader = src.reader(spec, built.layout, config.train.batch_size, config.train.shuffle_rows, config.train.seed,
-                        rank=env.rank, world_size=env.world_size)
+    reader = src.reader(spec, built.layout, read_options(config, env, training=True))
     total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:

@@ -174,8 +174,10 @@ class CrossPeriodMixer(nn.Module):
         B, K, F, D = p.shape
         empty = ~mask[:, :, None, None]  # B X K X 1 X 1
         h = self.period_norm(p).masked_fill(empty, 0.0).view(B, K, F * D)  # B X K X (F·D)
-        u = functional.gelu(torch.einsum("hk,bkc->bhc", self.period_down.weight, h) + self.period_down.bias[:, None])
-        u = torch.einsum("kh,bhc->bkc", self.period_up.weight, u) + self.period_up.bias[:, None]  # B X K X (F·D)
+        # (H X K) @ (B X K X (F·D)), broadcast over B: unlike einsum, matmul's backward gives every weight a
+        # gradient in the weight's own layout (also the 1 X H one of a single period), as DDP's buckets expect
+        u = functional.gelu(torch.matmul(self.period_down.weight, h) + self.period_down.bias[:, None])
+        u = torch.matmul(self.period_up.weight, u) + self.period_up.bias[:, None]  # B X K X (F·D)
         p = p + u.view(B, K, F, D)
         h = self.feature_norm(p).view(B, K, F * D)  # B X K X (F·D)
         p = p + self.feature_up(functional.gelu(self.feature_down(h))).view(B, K, F, D)

@@ -18,7 +18,7 @@ from pyramid_mixer.embeddings.model_parallel import (
 )
 from pyramid_mixer.embeddings.tables import EmbeddingKeys, embedding_bag_collection, table_configs
 from pyramid_mixer.features.kjt_builder import kjt_keys
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from tests.logs import random_rows, write_rows
@@ -54,7 +54,7 @@ def test_dmp_pools_token_bags_by_name_and_updates_only_touched_rows(tmp_path: Pa
     env = init_distributed()
     spec = default_spec()
     write_rows(tmp_path / "a.parquet", random_rows(16, seed=7, max_history=20))
-    batch = next(iter(ParquetReader([tmp_path], spec, LAYOUT, batch_size=16)))
+    batch = next(iter(ParquetReader([tmp_path], spec, LAYOUT, ReadOptions(batch_size=16))))
     torch.manual_seed(0)
     keys = EmbeddingKeys.build(spec, LAYOUT)
     dmp = shard(Pooled(keys), env, ShardingConfig(), sparse_lr=0.5, batch_size=16)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyramid_mixer.features.files import resolve_files
-from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader
+from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
@@ -52,7 +52,8 @@ def read_all(reader: ParquetReader) -> int:
 
 def test_bad_rows_are_rejected_and_counted_by_reason(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", with_bad_rows(40))
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(max_bad_fraction=0.2))
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT,
+                           ReadOptions(16, bad_rows=BadRowPolicy(max_bad_fraction=0.2)))
     assert read_all(reader) == reader.stats.rows_used == 34
     s = reader.stats
     assert s.rows_read == 40 == s.rows_used + s.rows_rejected
@@ -62,7 +63,7 @@ def test_bad_rows_are_rejected_and_counted_by_reason(tmp_path: Path) -> None:
 
 def test_more_bad_rows_than_the_limit_fail_the_pass_with_the_counts(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", with_bad_rows(40))
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16)  # default limit 10 %; 6 / 40 are bad
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16))  # default limit 10 %; 6 / 40 are bad
     with pytest.raises(DataError, match=r"6 of 40 rows read were rejected \(15\.0% > data\.max_bad_fraction=0\.1\)"
                                         r".*'null click': 1"):
         read_all(reader)
@@ -74,7 +75,7 @@ def test_fail_policy_stops_at_the_first_bad_row_naming_file_and_reason(tmp_path:
     rows = with_bad_rows(40)
     rows = [rows[i] if i == bad_row else good[i] for i in range(40)]
     write_rows(tmp_path / "a.parquet", rows)
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy("fail"))
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16, bad_rows=BadRowPolicy("fail")))
     reason = {1: "null click", 2: "non-finite dense", 3: "negative id item_id", 4: "unequal history lengths",
               6: "history time after request", 7: "null in hist_action"}[bad_row]
     with pytest.raises(DataError, match=rf"a\.parquet: bad rows \{{'{reason}': 1\}}.*data\.on_bad_rows=reject"):
@@ -83,7 +84,7 @@ def test_fail_policy_stops_at_the_first_bad_row_naming_file_and_reason(tmp_path:
 
 def test_clean_data_passes_the_fail_policy(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(40, seed=4, max_history=30))
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy("fail", 0.0))
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16, bad_rows=BadRowPolicy("fail", 0.0)))
     assert read_all(reader) == 40
 
 
@@ -94,7 +95,7 @@ def test_histories_longer_than_the_cap_are_cut_and_counted(tmp_path: Path) -> No
     spec = spec.__class__(**{**spec.__dict__, "sequence": spec.sequence.__class__(
         **{**spec.sequence.__dict__, "max_length": cap})})
     write_rows(tmp_path / "a.parquet", rows)
-    reader = ParquetReader([tmp_path], spec, LAYOUT, 16)
+    reader = ParquetReader([tmp_path], spec, LAYOUT, ReadOptions(16))
     assert read_all(reader) == 60
     longer = sum(len(r["hist_time"]) > cap for r in rows)
     assert reader.stats.truncated == longer > 0
@@ -115,7 +116,7 @@ def test_truncated_parquet_is_an_error_naming_the_file(tmp_path: Path, keep: flo
     data = (tmp_path / "b.parquet").read_bytes()
     (tmp_path / "b.parquet").write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(DataError, match=r"b\.parquet: not a readable Parquet file.*truncated or corrupt"):
-        ParquetReader([tmp_path], default_spec(), LAYOUT, 16)
+        ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16))
     assert [p for p, _ in resolve_files([tmp_path]).unreadable()] == [str(tmp_path / "b.parquet")]
 
 
@@ -123,14 +124,15 @@ def test_skip_policy_leaves_unreadable_files_out_and_names_them(tmp_path: Path) 
     write_rows(tmp_path / "a.parquet", random_rows(30, seed=1))
     write_rows(tmp_path / "b.parquet", random_rows(20, seed=2))
     (tmp_path / "b.parquet").write_bytes((tmp_path / "b.parquet").read_bytes()[:100])
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(on_bad_files="skip"))
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT,
+                           ReadOptions(16, bad_rows=BadRowPolicy(on_bad_files="skip")))
     assert read_all(reader) == 30 == reader.stats.rows_read
     ((path, why),) = reader.stats.skipped_files
     assert path.endswith("b.parquet") and "magic bytes" in why
     assert reader.stats.as_dict()["files_skipped"] == [f"{path}: {why}"]
     (tmp_path / "a.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="no readable Parquet file"):
-        ParquetReader([tmp_path], default_spec(), LAYOUT, 16, bad_rows=BadRowPolicy(on_bad_files="skip"))
+        ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16, bad_rows=BadRowPolicy(on_bad_files="skip")))
 
 
 def test_corrupt_row_group_is_an_error_naming_the_file(tmp_path: Path) -> None:
@@ -141,6 +143,6 @@ def test_corrupt_row_group_is_an_error_naming_the_file(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[start : start + 200] = bytes(200)  # zero the second row group's first pages; the footer stays intact
     path.write_bytes(bytes(data))
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16)
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(16))
     with pytest.raises(DataError, match=r"a\.parquet: row group 1 cannot be read.*corrupt"):
         read_all(reader)

@@ -17,7 +17,7 @@ from pyramid_mixer.features import conversion, kuairand, movielens
 from pyramid_mixer.features.conversion import HistoryIndex
 from pyramid_mixer.features.kuairand import ACTIVE_DEGREES, KUAIRAND_SCHEMA, convert_kuairand
 from pyramid_mixer.features.movielens import convert_movielens, fetch_recbole_ml100k
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import DataError, expected_columns
 from pyramid_mixer.features.spec import FeatureSpec, default_spec, load_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
@@ -41,7 +41,7 @@ def read_rows(files: Sequence[str]) -> List[Dict]:
 
 
 def read_all(paths: Sequence[Path], spec: FeatureSpec) -> Tuple[int, ParquetReader]:
-    reader = ParquetReader(list(paths), spec, LAYOUT, batch_size=16)
+    reader = ParquetReader(list(paths), spec, LAYOUT, ReadOptions(batch_size=16))
     return sum(1 for _ in reader), reader
 
 

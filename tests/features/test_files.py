@@ -9,7 +9,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from pyramid_mixer.features.files import resolve_files
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import PyramidLayout
 from tests.logs import random_rows, write_rows
@@ -34,7 +34,7 @@ def test_files_directories_and_globs(logs: Path, as_uri: bool) -> None:
     files = resolve_files([p("*/part-0.parquet")])
     assert isinstance(files.filesystem, pafs.LocalFileSystem)
     assert files.dataset().count_rows() == 60
-    reader = ParquetReader([p("2026-11-0[23]/*.parquet")], default_spec(), PyramidLayout(), 16)
+    reader = ParquetReader([p("2026-11-0[23]/*.parquet")], default_spec(), PyramidLayout(), ReadOptions(16))
     assert sum(b.batch_size for b in reader) == 50 and reader.stats.files == 2
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyramid_mixer.features.kjt_builder import TIME_GAP_FEATURE, hash_ids, kjt_keys, token_key
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import FeatureSpec, default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout, time_gap_bucket
 from tests.logs import random_rows, write_rows
@@ -55,7 +55,7 @@ def test_batches_equal_slow_reference(tmp_path: Path) -> None:
     expected = pa.concat_tables([pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")])
     expected_rows = expected.to_pylist()
 
-    reader = ParquetReader([tmp_path], spec, LAYOUT, batch_size=64)
+    reader = ParquetReader([tmp_path], spec, LAYOUT, ReadOptions(batch_size=64))
     seen = 0
     sizes = []
     for batch in reader:
@@ -88,7 +88,7 @@ def test_batches_equal_slow_reference(tmp_path: Path) -> None:
 def test_history_beyond_coverage_is_truncated_and_counted_in_length(tmp_path: Path) -> None:
     rows = random_rows(20, seed=3, max_history=600)
     write_rows(tmp_path / "a.parquet", rows)
-    batch = next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=20)))
+    batch = next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=20))))
     assert int(batch.history_length.max()) == LAYOUT.coverage == 200
     lengths = batch.sparse_features.lengths().view(-1, 20)
     assert int(lengths.sum()) > 0
@@ -96,7 +96,7 @@ def test_history_beyond_coverage_is_truncated_and_counted_in_length(tmp_path: Pa
 
 def test_reader_is_reiterable_and_counts_each_pass(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(30))
-    reader = ParquetReader([tmp_path / "a.parquet"], default_spec(), LAYOUT, batch_size=8)
+    reader = ParquetReader([tmp_path / "a.parquet"], default_spec(), LAYOUT, ReadOptions(batch_size=8))
     for _ in range(2):
         assert sum(b.batch_size for b in reader) == 30
         assert reader.stats.rows_read == 30
@@ -108,7 +108,8 @@ def test_row_filter_selects_rows(tmp_path: Path) -> None:
     rows = random_rows(50, seed=5)
     write_rows(tmp_path / "a.parquet", rows)
     cutoff = sorted(r["request_time"] for r in rows)[30]
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, row_filter=pc.field("request_time") < cutoff)
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT,
+                           ReadOptions(16, row_filter=pc.field("request_time") < cutoff))
     assert sum(b.batch_size for b in reader) == 30
 
 
@@ -119,12 +120,12 @@ def test_shuffled_passes_read_every_row_once_in_a_seeded_order(tmp_path: Path) -
     def order(reader: ParquetReader) -> List[int]:
         return [int(r) for b in reader for r in b.request_ids]
 
-    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32, shuffle_rows=60, seed=3)
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=32, shuffle_rows=60, seed=3))
     first, second = order(reader), order(reader)
-    file_order = order(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32))
+    file_order = order(ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=32)))
     assert sorted(first) == sorted(second) == sorted(file_order) and len(first) == 190
     assert first != file_order and first != second  # each pass has its own order...
-    again = ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=32, shuffle_rows=60, seed=3)
+    again = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=32, shuffle_rows=60, seed=3))
     assert order(again) == first  # ...drawn from (seed, pass)
     assert reader.stats.rows_read == reader.stats.rows_used == 190
 
@@ -137,7 +138,7 @@ def test_age_windows_put_each_behaviour_in_its_window(tmp_path: Path) -> None:
     spec = default_spec()
     rows = random_rows(40, seed=13, max_history=120)
     write_rows(tmp_path / "a.parquet", rows)
-    batch = next(iter(ParquetReader([tmp_path], spec, layout, batch_size=40)))
+    batch = next(iter(ParquetReader([tmp_path], spec, layout, ReadOptions(batch_size=40))))
     per_key = batch.sparse_features.to_dict()
     slots = layout.slot_names()
     for b, row in enumerate(rows):
@@ -164,8 +165,8 @@ def test_ranks_read_disjoint_balanced_shares_that_cover_every_row(tmp_path: Path
     write_rows(tmp_path / "b.parquet", rows[150:], row_group_size=30)  # 3 row groups, the last of 20 rows
     seen = []
     for rank in range(world_size):
-        reader = ParquetReader([tmp_path], default_spec(), LAYOUT, 16, shuffle_rows=40, rank=rank,
-                               world_size=world_size)
+        reader = ParquetReader([tmp_path], default_spec(), LAYOUT,
+                               ReadOptions(16, shuffle_rows=40, rank=rank, world_size=world_size))
         ids = [int(r) for b in reader for r in b.request_ids]
         assert reader.stats.rows_read == len(ids)
         seen.append(ids)
@@ -178,4 +179,4 @@ def test_ranks_read_disjoint_balanced_shares_that_cover_every_row(tmp_path: Path
 def test_bad_rank_is_an_error(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(5))
     with pytest.raises(ValueError, match="rank 2 is not in"):
-        ParquetReader([tmp_path], default_spec(), LAYOUT, 4, rank=2, world_size=2)
+        ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(4, rank=2, world_size=2))

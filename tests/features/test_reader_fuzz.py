@@ -16,7 +16,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader
+from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
@@ -116,7 +116,7 @@ def test_reader_never_crashes_and_accounts_for_every_row(
     with tempfile.TemporaryDirectory() as tmp:
         path = write_rows(Path(tmp) / "f.parquet", _cast_rows(rows, schema), row_group_size=7, schema=schema)
         try:
-            reader = ParquetReader([path], default_spec(), LAYOUT, batch, bad_rows=policy)
+            reader = ParquetReader([path], default_spec(), LAYOUT, ReadOptions(batch, bad_rows=policy))
             used = sum(b.batch_size for b in reader)
         except DataError as e:
             assert "f.parquet" in str(e)

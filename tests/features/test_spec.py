@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import SchemaError
 from pyramid_mixer.features.spec import default_spec, default_spec_path, load_spec
 from pyramid_mixer.features.tokens import PyramidLayout
@@ -73,7 +73,7 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     rows = [{k: v for k, v in r.items() if k != "hist_action"} for r in random_rows(5)]
     path = write_rows(tmp_path / "bad.parquet", rows, schema=schema)
     with pytest.raises(SchemaError, match=r"bad\.parquet: column 'hist_action' is missing, expected list<int64>"):
-        ParquetReader([path], default_spec(), PyramidLayout(), 4)
+        ParquetReader([path], default_spec(), PyramidLayout(), ReadOptions(4))
 
 
 def test_wrong_list_element_type_names_spec_entry(tmp_path: Path) -> None:
@@ -89,10 +89,10 @@ def test_wrong_list_element_type_names_spec_entry(tmp_path: Path) -> None:
         match=r"typed\.parquet: column 'hist_time' is list<string>, expected list<int64> "
         r"\(see feature spec 'sequence.time_column'",
     ):
-        ParquetReader([tmp_path], default_spec(), PyramidLayout(), 4)  # the second file is checked too
+        ParquetReader([tmp_path], default_spec(), PyramidLayout(), ReadOptions(4))  # the second file is checked too
     assert path.exists()
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no Parquet files found"):
-        ParquetReader([tmp_path / "nope"], default_spec(), PyramidLayout(), 4)
+        ParquetReader([tmp_path / "nope"], default_spec(), PyramidLayout(), ReadOptions(4))

@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from pyramid_mixer.embeddings.model_parallel import DistEnv
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.reader import ReadOptions
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.config import load_config
-from pyramid_mixer.jobs.data import sources
+from pyramid_mixer.jobs.data import read_options, sources
 from pyramid_mixer.jobs.train import count_rows
 from tests.logs import random_rows, write_rows
 
@@ -37,7 +40,7 @@ def test_the_splits_of_a_job_share_one_listing_and_one_dataset(tmp_path: Path) -
     files = srcs["train"].files()
     assert srcs["valid"].files() is files and srcs["eval"].files() is files
     assert files.dataset() is files.dataset()
-    reader = srcs["eval"].reader(default_spec(), cfg.model.effective_layout(), batch_size=16)
+    reader = srcs["eval"].reader(default_spec(), cfg.model.effective_layout(), ReadOptions(16))
     assert reader.dataset is files.dataset()
     assert sum(count_rows(s) for s in srcs.values()) == 100  # the filters still split the shared rows
 
@@ -103,3 +106,20 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "error:" in proc.stderr and "no Parquet files found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_read_options_come_from_the_config() -> None:
+    """Training reads shuffled ``train.batch_size`` batches with the train seed; scoring reads
+    ``eval.batch_size`` rows in file order; both read this rank's share with the config's bad-row policy."""
+    cfg = load_config(None, ["train.batch_size=64", "train.shuffle_rows=128", "train.seed=5",
+                             "eval.batch_size=100", "data.on_bad_rows=fail"])
+    env = DistEnv(rank=1, world_size=2, local_world_size=2, device=torch.device("cpu"), backend="gloo")
+    train, score = read_options(cfg, env, training=True), read_options(cfg, env, training=False)
+    assert (train.batch_size, train.shuffle_rows, train.seed) == (64, 128, 5)
+    assert (score.batch_size, score.shuffle_rows) == (100, 0)
+    for opts in (train, score):
+        assert (opts.rank, opts.world_size, opts.bad_rows.on_bad_rows) == (1, 2, "fail")
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        ReadOptions(0)
+    with pytest.raises(ValueError, match="shuffle_rows must be >= 0"):
+        ReadOptions(8, shuffle_rows=-1)

@@ -10,7 +10,7 @@ import torch
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
@@ -37,7 +37,7 @@ def test_each_tower_trains_in_the_full_model(tmp_path: Path, kind: str) -> None:
     assert type(tower).__name__ != "" and tower.config.out_dim == 16
     before = [p.detach().clone() for p in tower.parameters()]
     stepper = PlainLoop(built.dmp, built.optimizer, env.device)
-    batches = iter(ParquetReader([tmp_path], spec, built.layout, 32))
+    batches = iter(ParquetReader([tmp_path], spec, built.layout, ReadOptions(32)))
     losses = [float(stepper.progress(batches)[0]) for _ in range(2)]
     assert all(math.isfinite(x) and x > 0 for x in losses)
     assert any(not torch.equal(b, p) for b, p in zip(before, tower.parameters()))  # the tower trained

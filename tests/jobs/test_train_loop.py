@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build, cpp_compiler
 from pyramid_mixer.jobs.config import load_config
@@ -53,7 +53,7 @@ def test_pipeline_and_plain_loop_give_the_same_model(tmp_path: Path) -> None:
     results = []
     for loop in (PlainLoop, PipelineLoop):
         built = build(config, spec, env)
-        reader = ParquetReader([tmp_path], spec, built.layout, 32)
+        reader = ParquetReader([tmp_path], spec, built.layout, ReadOptions(32))
         losses = _train_epoch(loop(built.dmp, built.optimizer, env.device), reader)
         results.append((losses, _state(built.dmp)))
     (plain_losses, plain), (pipe_losses, pipe) = results
@@ -72,7 +72,7 @@ def test_a_zero_weight_batch_contributes_no_gradient(tmp_path: Path) -> None:
     spec = default_spec()
     write_rows(tmp_path / "a.parquet", random_rows(32, seed=32, max_history=20))
     built = build(load_config(None, OVERRIDES), spec, env)
-    batch = next(iter(ParquetReader([tmp_path], spec, built.layout, 32)))
+    batch = next(iter(ParquetReader([tmp_path], spec, built.layout, ReadOptions(32))))
     before = _state(built.dmp)
     loss, _ = built.dmp(batch.zero_weight())
     loss.backward()
@@ -121,7 +121,7 @@ def test_learning_rate_schedule_drives_dense_and_table_optimizers_and_is_checkpo
     built = build(config, spec, env)
     fused, dense = built.optimizer.optimizers[0][1], built.optimizer.optimizers[1][1]
     stepper = PlainLoop(built.dmp, built.optimizer, env.device)
-    batches = iter(ParquetReader([tmp_path], spec, built.layout, 32))
+    batches = iter(ParquetReader([tmp_path], spec, built.layout, ReadOptions(32)))
     seen = []
     for _ in range(5):
         stepper.progress(batches)
@@ -164,10 +164,10 @@ def test_a_compiled_tower_trains_the_model_the_plain_one_does(tmp_path: Path) ->
         assert (getattr(tower, "_compiled_call_impl", None) is not None) == compiled
         frames = counters["stats"]["unique_graphs"]  # graphs dynamo has compiled in this process so far
         stepper = PipelineLoop(built.dmp, built.optimizer, env.device)
-        losses = _train_epoch(stepper, ParquetReader([tmp_path], spec, built.layout, 32))
+        losses = _train_epoch(stepper, ParquetReader([tmp_path], spec, built.layout, ReadOptions(32)))
         built.dmp.eval()
         with torch.no_grad():
-            _, (_, logits, _, _) = built.dmp(next(iter(ParquetReader([tmp_path], spec, built.layout, 50))))
+            _, (_, logits, _, _) = built.dmp(next(iter(ParquetReader([tmp_path], spec, built.layout, ReadOptions(50)))))
         assert (counters["stats"]["unique_graphs"] > frames) == compiled  # the compiled tower really ran
         results.append((losses, _state(built.dmp), logits))
     (plain_losses, plain, plain_logits), (losses, state, logits) = results

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as nnf
 
 from pyramid_mixer.embeddings.tables import embedding_bag_collection
-from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.ranking.model import OverArchConfig, RankingModel, RankingTrain
@@ -36,7 +36,7 @@ class Spy(torch.nn.Module):
 @pytest.fixture()
 def batch(tmp_path: Path):  # type: ignore[no-untyped-def]
     write_rows(tmp_path / "a.parquet", random_rows(12, seed=11, max_history=9))
-    return next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, batch_size=12)))
+    return next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=12))))
 
 
 def _model(tower: torch.nn.Module, input_norm: bool = True) -> RankingModel:

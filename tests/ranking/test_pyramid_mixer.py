@@ -232,13 +232,16 @@ def test_config_details() -> None:
 
 @pytest.mark.parametrize("name", [None, *ABLATIONS])
 def test_gradients_reach_every_parameter(name: str) -> None:
-    """No unused parameter, in the default switches and in every ablation (DistributedDataParallel needs it)."""
+    """No unused parameter, in the default switches and in every ablation, and every gradient in its
+    parameter's layout (DistributedDataParallel needs both; a gradient with other strides, such as the one
+    einsum gave the single period's 1 X 2 cross-period weight, makes it warn and copy at every step)."""
     config = PyramidMixerConfig(level_tokens=(8, 8, 8), dim=D, out_dim=16)  # default switches, small shapes
     config = dataclasses.replace(config, **ABLATIONS.get(name, {}))
     model = build(config)
     model(*make_inputs(config, batch=6)).square().sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
+    assert [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()] == []
 
 
 def reference_layer(layer: MixerLayer, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
