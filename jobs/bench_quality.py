@@ -38,7 +38,8 @@ from pyramid_mixer.jobs.bench_common import bench_main
 from pyramid_mixer.jobs.bench_config import BenchConfig, BenchDataset, load_bench_config
 from pyramid_mixer.jobs.bench_tables import write_results
 from pyramid_mixer.jobs.cli import run_main
-from pyramid_mixer.jobs.config import load_config
+from pyramid_mixer.jobs.config import JobConfig, load_config
+from pyramid_mixer.ranking.towers import effective_tower_config
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,27 @@ class Trial:
         text = json.dumps([self.config, self.overrides, code_fingerprint()], sort_keys=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset}-{self.variant}").strip("_")
         return f"{name}-c{self.candidate}-s{self.seed}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+    @functools.cached_property
+    def model(self) -> str:
+        """A hash of what the trial trains (``effective_config``): equal for two trials that train the same
+        model on the same data, such as a search candidate whose width the trial's tower does not read."""
+        text = json.dumps([effective_config(load_config(self.config, list(self.overrides))), code_fingerprint()],
+                          sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+def effective_config(config: JobConfig) -> Dict[str, Any]:
+    """The job config as plain data, without its run directory, and with the config of its tower kind only,
+    every field that tower does not read at its default (``ranking.towers.effective_tower_config``)."""
+    out = to_dict(config)
+    del out["run_dir"], out["source"]
+    model = out["model"]
+    kind = config.model.tower_kind
+    tower = effective_tower_config(kind, config.model.tower, config.model.baseline)
+    del model["tower"], model["baseline"]
+    model["tower" if kind == "pyramid_mixer" else "baseline"] = to_dict(tower)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,7 +192,9 @@ def _worker_init() -> None:
 
 
 def run_trials(bench: BenchConfig, trials: List[Trial], desc: str) -> List[Dict[str, Any]]:
-    """Runs (or takes from the cache) every trial; ``workers`` processes at a time."""
+    """Runs (or takes from the cache) every trial; ``workers`` processes at a time. Trials that train the
+    same model (``Trial.model``) run once; the others take its result under their own names, marked
+    ``same_model_as``."""
     cache = Path(bench.work_dir) / "trials"
     cache.mkdir(parents=True, exist_ok=True)
     done = {t.key: json.loads((cache / f"{t.key}.json").read_text()) for t in trials
@@ -178,16 +202,31 @@ def run_trials(bench: BenchConfig, trials: List[Trial], desc: str) -> List[Dict[
     todo = [t for t in trials if t.key not in done]
     if done:
         log.info("%s: %d of %d trials taken from %s", desc, len(done), len(trials), cache)
-    with tqdm(total=len(todo), desc=desc, unit="trial") as bar:
-        for trial, res in _run(bench, todo):
+    trained: Dict[str, Tuple[Trial, Dict[str, Any]]] = {t.model: (t, done[t.key]) for t in trials if t.key in done}
+    runs: Dict[str, Trial] = {}
+    for t in todo:
+        if t.model not in trained:
+            runs.setdefault(t.model, t)
+    if len(runs) < len(todo):
+        log.info("%s: %d trial(s) train the same model as another and are not run again", desc,
+                 len(todo) - len(runs))
+    with tqdm(total=len(runs), desc=desc, unit="trial") as bar:
+        for trial, res in _run(bench, list(runs.values())):
             (cache / f"{trial.key}.json").write_text(json.dumps(res, indent=1))
             done[trial.key] = res
+            trained[trial.model] = (trial, res)
             test = res["splits"]["test"]["labels"]
             first = next(iter(test))
             bar.write(f"{trial.dataset:>10} {trial.variant:<24} c{trial.candidate} s{trial.seed}  "
                       f"valid {first} AUC {res['splits']['valid']['labels'][first]['auc']:.4f}  "
                       f"test AUC {test[first]['auc']:.4f}  {res['train_seconds']:.0f}s")
             bar.update(1)
+    for t in todo:
+        if t.key not in done:
+            first, res = trained[t.model]
+            done[t.key] = dict(res, dataset=t.dataset, variant=t.variant, candidate=t.candidate, seed=t.seed,
+                               overrides=list(t.overrides), same_model_as=first.key)
+            (cache / f"{t.key}.json").write_text(json.dumps(done[t.key], indent=1))
     return [done[t.key] for t in trials]
 
 

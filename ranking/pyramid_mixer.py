@@ -35,6 +35,7 @@ Inside, tokens are time-major (``T X B X F X D``, one transpose at the input), s
 per-token MLP and pooling is one matmul without a permute copy (see ``mixer_layer.py``).
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -108,6 +109,23 @@ class PyramidMixerConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"PyramidMixerConfig.{name}={getattr(self, name)}: must be >= 0 (0 switches it off)")
         check_branches(self.cross_behavior, self.cross_feature, self.fusion)
+
+    def without_unused(self) -> "PyramidMixerConfig":
+        """This config with every field its switches leave unread at its default: the gate's settings
+        without a gate (one branch off, or ``fusion="sum"``), the carry without the cross-behaviour branch,
+        the readout's width and query norm without the target-aware readout. Two configs that agree here
+        build the same tower: the same weights from the same seed, the same outputs."""
+        default = PyramidMixerConfig()
+        unused = []
+        if not (self.cross_behavior and self.cross_feature):
+            unused += ["fusion", "gate_init"]
+        elif self.fusion != "gate":
+            unused += ["gate_init"]
+        if not self.cross_behavior:
+            unused += ["carry_tokens"]
+        if not self.target_aware:
+            unused += ["readout_hidden", "query_norm"]
+        return dataclasses.replace(self, **{name: getattr(default, name) for name in unused})
 
 
 class CarryMerge(nn.Module):

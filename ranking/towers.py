@@ -18,7 +18,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+import dataclasses
+from typing import Callable, Dict, Union
 
 from torch import nn
 
@@ -40,6 +41,8 @@ BASELINES: Dict[str, Callable[[BaselineConfig], nn.Module]] = {
     "none": NoTower,
 }
 TOWER_KINDS = ("pyramid_mixer",) + tuple(BASELINES)
+# The widths a baseline may read beyond its shapes; each baseline class names the ones it reads in ``reads``
+WIDTHS = ("hidden", "layers", "heads")
 
 
 def make_tower(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig) -> nn.Module:
@@ -49,3 +52,17 @@ def make_tower(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig)
         raise ValueError(f"model.tower_kind={kind!r} is unknown; use one of {TOWER_KINDS}")
     with init_stream("tower"):
         return PyramidMixer(pyramid) if kind == "pyramid_mixer" else BASELINES[kind](baseline)
+
+
+def effective_tower_config(
+    kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig
+) -> Union[PyramidMixerConfig, BaselineConfig]:
+    """The config tower ``kind`` is built from, with every field it does not read at its default: two
+    settings with equal effective configs build the same tower (same weights from the same seed, same
+    outputs), so a comparison can tell a search candidate that changes nothing for a tower from one that does.
+    """
+    if kind == "pyramid_mixer":
+        return pyramid.without_unused()
+    reads = BASELINES[kind].reads  # type: ignore[attr-defined]
+    default = BaselineConfig()
+    return dataclasses.replace(baseline, **{w: getattr(default, w) for w in WIDTHS if w not in reads})

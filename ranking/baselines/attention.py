@@ -60,6 +60,8 @@ class DinTower(nn.Module):
         (torch.Size([2, 8]), True)
     """
 
+    reads = ("hidden",)  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
+
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.config = config
@@ -140,6 +142,8 @@ class SasRecTower(nn.Module):
         >>> out.shape, bool(out.isfinite().all())
         (torch.Size([2, 8]), True)
     """
+
+    reads = ("hidden", "layers", "heads")  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
 
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()

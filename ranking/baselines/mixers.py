@@ -113,6 +113,8 @@ class MlpMixerTower(nn.Module):
         torch.Size([2, 8])
     """
 
+    reads = ("hidden", "layers")  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
+
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.config = config
@@ -164,6 +166,8 @@ class Mlp4RecTower(nn.Module):
         >>> tower(tokens, mask, target).shape
         torch.Size([2, 8])
     """
+
+    reads = ("layers",)  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
 
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()

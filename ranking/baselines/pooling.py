@@ -66,6 +66,8 @@ class MeanPoolTower(nn.Module):
         torch.Size([2, 8])
     """
 
+    reads = ("hidden", "layers")  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
+
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.config = config
@@ -103,6 +105,8 @@ class NoTower(nn.Module):
         >>> out.shape, torch.equal(out, tower(torch.zeros_like(tokens), ~mask, target))
         (torch.Size([2, 8]), True)
     """
+
+    reads = ("hidden", "layers")  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
 
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()

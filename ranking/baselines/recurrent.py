@@ -73,6 +73,8 @@ class GruTower(nn.Module):
         torch.Size([3, 8])
     """
 
+    reads = ("hidden", "layers")  # the BaselineConfig widths it reads (ranking.towers.effective_tower_config)
+
     def __init__(self, config: BaselineConfig, device: Optional[torch.device] = None) -> None:
         super().__init__()
         self.config = config

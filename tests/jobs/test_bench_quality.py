@@ -191,3 +191,34 @@ def test_a_dataset_may_run_more_seeds_than_the_others() -> None:
     seeds = {d: sorted({t.seed for t in rest if t.dataset == d}) for d in "ab"}
     assert seeds == {"a": [1, 2, 3], "b": [1]}
     assert len(rest) == (3 + 1) * len(bench.variants) and all(f"train.seed={t.seed}" in t.overrides for t in rest)
+
+
+def test_a_candidate_that_changes_nothing_for_a_tower_runs_once(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model.baseline.hidden`` widens DIN, but neither mlp4rec (no hidden MLP) nor the Pyramid Mixer (not
+    a baseline) reads it: their second candidate is their first, trained once and reported under both."""
+    ran: List[Any] = []
+
+    def counting(trial: Any) -> Dict[str, Any]:
+        ran.append(trial)
+        return dict(fake(trial.variant, trial.candidate, trial.seed, 0.6 + 0.01 * len(ran), 0.7), dataset="a")
+
+    monkeypatch.setattr(bench_quality, "run_trial", counting)
+    bench = load_bench_config(None, [
+        f"work_dir={tmp_path}", "workers=1", "datasets=[{name: a, kind: planted}]",
+        "search=[[train.dense_lr=0.001], [train.dense_lr=0.001, model.baseline.hidden=128]]",
+        "variants=[{name: pm}, {name: m4, overrides: [model.tower_kind=mlp4rec]}, "
+        "{name: din, overrides: [model.tower_kind=din]}]", "reference=pm"])
+    trials = bench_quality.trials_for(bench, {"a": ()}, lambda s: s[:1], lambda d, v: [0, 1])
+    results = bench_quality.run_trials(bench, trials, "search")
+    assert sorted((t.variant, t.candidate) for t in ran) == [("din", 0), ("din", 1), ("m4", 0), ("pm", 0)]
+    by = {(r["variant"], r["candidate"]): r for r in results}
+    assert len(by) == 6
+    for v in ("pm", "m4"):
+        twin = by[(v, 1)]
+        assert twin["same_model_as"] == next(t.key for t in trials if (t.variant, t.candidate) == (v, 0))
+        assert twin["splits"] == by[(v, 0)]["splits"] and "model.baseline.hidden=128" in twin["overrides"]
+    assert "same_model_as" not in by[("din", 1)]
+    assert bench_quality.best_candidates(results)[("a", "m4")] == 0  # a tie keeps the first candidate
+    monkeypatch.setattr(bench_quality, "run_trial", lambda t: pytest.fail(f"{t.key} ran again"))
+    assert bench_quality.run_trials(bench, trials, "search") == results  # all six from the cache
