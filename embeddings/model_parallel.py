@@ -47,10 +47,10 @@ class ShardingConfig:
     its rows kept in GPU memory) configures fbgemm's UVM cache for tables whose kernel is
     ``fused_uvm_caching`` (GPUs: the table lives in host memory, its hot rows on the device)."""
 
-    sharding_types: Tuple[str, ...] = ("table_wise",)
-    compute_kernels: Tuple[str, ...] = ("fused",)
-    per_table: Dict[str, List[str]] = field(default_factory=dict)
-    cache_load_factor: Dict[str, float] = field(default_factory=dict)
+    sharding_types: Tuple[str, ...] = ("table_wise",)  # what the planner may choose for every table
+    compute_kernels: Tuple[str, ...] = ("fused",)  # the kernels it may choose (fbgemm's TBE: fused, ...)
+    per_table: Dict[str, List[str]] = field(default_factory=dict)  # table -> its own allowed sharding types
+    cache_load_factor: Dict[str, float] = field(default_factory=dict)  # table -> share of rows in GPU memory
 
     def __post_init__(self) -> None:
         for t in list(self.sharding_types) + [s for v in self.per_table.values() for s in v]:
@@ -198,10 +198,10 @@ class ScheduleConfig:
     alike: linear from ``warmup_start`` to 1 over ``warmup_steps``, then ``decay_gamma ** (step //
     decay_every)`` (``decay_every: 0`` keeps it at 1)."""
 
-    warmup_steps: int = 0
-    warmup_start: float = 0.1
-    decay_every: int = 0
-    decay_gamma: float = 0.5
+    warmup_steps: int = 0  # steps of the linear warmup (0: none)
+    warmup_start: float = 0.1  # the multiplier at step 0 of the warmup
+    decay_every: int = 0  # steps between two decays (0: no decay)
+    decay_gamma: float = 0.5  # the multiplier of each decay
 
     def stages(self) -> List[WarmupStage]:
         stages = []

@@ -28,6 +28,18 @@ class SchemaError(DataError):
 
 Check = Callable[[pa.DataType], bool]
 
+# Why ``check_rows`` rejects a row, in the order it checks (a row failing several checks is counted once,
+# under the first); ``{column}`` stands for the column's name. ``docs/spec.md`` is generated from this.
+REJECT_REASONS: Tuple[Tuple[str, str], ...] = (
+    ("null {column}", "a null in a column the spec reads (a null list, for list columns)"),
+    ("non-finite label", "a label that is NaN or infinite"),
+    ("non-finite dense", "a dense feature that is NaN or infinite"),
+    ("negative id {column}", "a negative id in a column the spec hashes by ``modulo``"),
+    ("null in {column}", "a null inside a list column (a multi-valued feature or a history field)"),
+    ("unequal history lengths", "history list columns of different lengths in the row"),
+    ("history time after request", "a behaviour later than the row's request time (leaked future)"),
+)
+
 
 def _is_int_list(t: pa.DataType) -> bool:
     return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)

@@ -59,6 +59,15 @@ class TableSpec:
     module docstring); ``eviction_interval``: training steps between its evictions (1: every step, which
     keeps a mid-epoch resume exact; a checkpoint between two evictions forgets the ids counted since the
     last one).
+
+    Args:
+        name: the table's name (``t_item``); features refer to it, and sharding hints are keyed by it.
+        num_embeddings: rows; ids are hashed to them (or given rows by the managed-collision module).
+        dim: the width of a row; every table the behaviour sequence uses has the same ``dim``.
+        init_scale: rows start uniform in ``[-init_scale, init_scale]``.
+        managed_collision: ids get rows from TorchRec's managed-collision module (LFU eviction) instead of
+            hashing; one process only.
+        eviction_interval: managed tables: training steps between evictions.
     """
 
     name: str
@@ -71,7 +80,15 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class SparseFeature:
-    """An id feature of the request. ``multi_valued`` columns are ``list<int64>`` (e.g. item tags)."""
+    """An id feature of the request. ``multi_valued`` columns are ``list<int64>`` (e.g. item tags).
+
+    Args:
+        name: the feature's name (its key in the batches); ``target`` names candidate features by it.
+        column: the Parquet column: ``int64``, or ``list<int64>`` when multi-valued.
+        table: the table its ids read.
+        multi_valued: a list of ids per row, mean-pooled (an empty list is a zero vector).
+        hashing: ``modulo`` (``id mod rows``; ids must be >= 0) or ``hash`` (SplitMix64; any int64).
+    """
 
     name: str
     column: str
@@ -82,38 +99,59 @@ class SparseFeature:
 
 @dataclass(frozen=True)
 class DenseFeature:
-    column: str
-    transform: str = "none"
+    """A float feature of the request, fed to the over arch."""
+
+    column: str  # the Parquet column: a number per row (null or non-finite: the row is rejected)
+    transform: str = "none"  # none, or log1p: log(1 + max(x, 0)), for counts and durations
 
 
 @dataclass(frozen=True)
 class LabelSpec:
-    name: str
-    column: str
-    weight: float = 1.0
-    oracle_column: Optional[str] = None
+    """One binary task: one logit and one BCE term of the loss."""
+
+    name: str  # names the task in reports (AUC per label)
+    column: str  # the Parquet column: 0 or 1 (bool or a number; null or non-finite: the row is rejected)
+    weight: float = 1.0  # the task's weight in the summed loss
+    oracle_column: Optional[str] = None  # the true probability, where the logs have it: reports the oracle AUC
 
 
 @dataclass(frozen=True)
 class SequenceField:
     """One per-behaviour id field: a ``list<int64>`` column and its table."""
 
-    name: str
-    column: str
-    table: str
-    hashing: str = "modulo"
+    name: str  # the field's name; each token of it is one pooled bag (``hist_item@L1.t7``)
+    column: str  # the Parquet column: ``list<int64>``, most recent first, as long as the time column's list
+    table: str  # the table its ids read (the candidate's feature at the same position in ``target`` shares it)
+    hashing: str = "modulo"  # as for sparse features
 
 
 @dataclass(frozen=True)
 class SequenceSpec:
-    fields: Tuple[SequenceField, ...]
-    time_column: str = "hist_time"
-    time_gap_table: str = "t_time_gap"
-    max_length: int = 2336
+    """The behaviour history: parallel list columns, most recent first, of equal length in each row."""
+
+    fields: Tuple[SequenceField, ...]  # the per-behaviour id fields (item, author, category, action...)
+    time_column: str = "hist_time"  # ``list<int64>`` unix seconds of each behaviour, none after the request
+    time_gap_table: str = "t_time_gap"  # the table of the log-scale bucket of (request time - behaviour time)
+    max_length: int = 2336  # longer histories are cut to the most recent max_length (counted, still used)
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Which Parquet column plays which role (see the module docstring), loaded strictly from YAML.
+
+    Args:
+        tables: the embedding tables, one ``EmbeddingBagConfig`` each.
+        sparse: the request's id features (user, candidate item, author, context...).
+        labels: the binary tasks, one logit each.
+        sequence: the behaviour history's list columns.
+        dense: the request's float features.
+        target: the candidate's sparse features that query the history, in the order of the sequence
+            fields whose tables they share.
+        request_id / user_id / request_time: the key columns (``request_time`` in unix seconds; it splits
+            the logs by time and gives the behaviours' time gaps).
+        group_key: the column whose groups UAUC and GAUC average over (usually the user).
+    """
+
     tables: Tuple[TableSpec, ...]
     sparse: Tuple[SparseFeature, ...]
     labels: Tuple[LabelSpec, ...]

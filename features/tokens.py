@@ -34,6 +34,13 @@ MODES = ("position", "age")
 
 @dataclass(frozen=True)
 class LevelSpec:
+    """One level of the pyramid.
+
+    Args:
+        start / end: the history positions ``[start, end)`` it covers, most recent first (mode ``position``).
+        group: behaviours pooled into one token; the level has ``(end - start) // group`` tokens.
+    """
+
     start: int
     end: int
     group: int
@@ -45,7 +52,13 @@ class LevelSpec:
 
 @dataclass(frozen=True)
 class PyramidLayout:
-    """Short / middle / long periods by default: 32 tokens each over 2,336 behaviours."""
+    """Short / middle / long periods by default: 32 tokens each over 2,336 behaviours.
+
+    Args:
+        levels: short first; with mode ``position`` each starts where the one before ends.
+        mode: ``position`` (levels are ranges of history positions) or ``age`` (windows of behaviour age).
+        windows_hours: mode ``age`` only: each level's window end in hours, increasing (the first starts at 0).
+    """
 
     levels: Tuple[LevelSpec, ...] = (LevelSpec(0, 32, 1), LevelSpec(32, 288, 8), LevelSpec(288, 2336, 64))
     mode: str = "position"

@@ -52,9 +52,9 @@ class BenchDataset:
 class BenchVariant:
     """A tower (``role: tower``) or an ablation of the Pyramid Mixer (``role: ablation``), by overrides."""
 
-    name: str
-    role: str = "tower"
-    overrides: Tuple[str, ...] = ()
+    name: str  # names its rows in the tables
+    role: str = "tower"  # tower: compared with the reference as a baseline; ablation: as a removed component
+    overrides: Tuple[str, ...] = ()  # job-config overrides that make it (``model.tower_kind=din``)
 
     def __post_init__(self) -> None:
         if self.role not in ("tower", "ablation"):

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConfig
 from pyramid_mixer.features.config_io import ConfigError, load_file
@@ -38,6 +38,15 @@ class DataConfig:
     requests are the eval set, and with ``valid_days > 0`` the ``valid_days`` before them are a validation
     set (for choosing hyperparameters) that training does not read. Explicit paths or globs (a team's own
     split) take precedence.
+
+    Args:
+        path: the logs: Parquet files, directories or globs, local or any URI pyarrow opens (``s3://``,
+            ``gs://``, ``hdfs://``); split by request time unless ``train`` is set.
+        spec: the feature spec YAML naming each column's role (``default``: the packaged Douyin-style spec).
+        eval_days: the last ``eval_days`` days of requests are the eval (test) set.
+        valid_days: the days before the eval set that form the valid set (0: no valid set).
+        train / valid / test: a team's own split, as lists of paths or globs; ``train`` needs ``test`` (or
+            ``valid``) too, and then ``path`` and the day counts are not used.
     """
 
     path: str = "data/douyin"
@@ -69,7 +78,19 @@ class ModelConfig:
     """``tower_kind`` picks the interaction tower (``pyramid_mixer`` or a baseline, see ``ranking.towers``);
     ``tower`` configures the Pyramid Mixer and ``baseline`` the others. Their token counts, feature counts,
     dims and target features are derived from the layout and the spec. ``levels: 1`` is the pyramid
-    ablation (one level at full resolution, same token count); baselines read the layout as given."""
+    ablation (one level at full resolution, same token count); baselines read the layout as given.
+
+    Args:
+        layout: which history behaviours pool into which token of which level (the embedding reads).
+        levels: 0 keeps the layout's levels; 1 is the pyramid ablation (one level at full resolution over
+            as many behaviours as the layout has tokens).
+        tower_kind: the interaction tower: ``pyramid_mixer`` or a baseline (mean, din, sasrec, gru, mixer,
+            mlp4rec, none).
+        tower: the Pyramid Mixer's widths and ablation switches (read when ``tower_kind: pyramid_mixer``).
+        baseline: the baseline towers' widths (read by the other tower kinds).
+        over_arch: the MLP from the tower's output and the request features to one logit per label.
+        sharding: planner hints: allowed sharding types and kernels, per table.
+    """
 
     layout: PyramidLayout = field(default_factory=PyramidLayout)
     levels: int = 0
@@ -96,33 +117,33 @@ class ModelConfig:
             return single_level(self.layout.num_slots)
         raise ConfigError(f"model.levels={self.levels}: use 0 (the layout's levels) or 1 (the ablation)")
 
+    def derived(self, spec: FeatureSpec) -> Dict[str, Dict[str, Any]]:
+        """The fields of ``tower`` and ``baseline`` that the layout and the spec set (a value for them in a
+        config file is ignored): token counts, features per token, width, candidate features."""
+        layout = self.effective_layout()
+        shapes = dict(num_features=spec.num_token_features, dim=spec.sequence_dim,
+                      num_target_features=len(spec.target))
+        return {"tower": dict(shapes, level_tokens=layout.level_tokens),
+                "baseline": dict(shapes, num_tokens=layout.num_slots)}
+
     def baseline_config(self, spec: FeatureSpec) -> BaselineConfig:
-        return dataclasses.replace(
-            self.baseline,
-            num_tokens=self.effective_layout().num_slots,
-            num_features=spec.num_token_features,
-            dim=spec.sequence_dim,
-            num_target_features=len(spec.target),
-        )
+        return dataclasses.replace(self.baseline, **self.derived(spec)["baseline"])
 
     def tower_config(self, spec: FeatureSpec) -> PyramidMixerConfig:
-        return dataclasses.replace(
-            self.tower,
-            level_tokens=self.effective_layout().level_tokens,
-            num_features=spec.num_token_features,
-            dim=spec.sequence_dim,
-            num_target_features=len(spec.target),
-        )
+        return dataclasses.replace(self.tower, **self.derived(spec)["tower"])
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 1
-    batch_size: int = 512
-    dense_lr: float = 1e-3
-    sparse_lr: float = 0.05
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    seed: int = 0
+    """How the model trains: the dense parts with Adam (``dense_lr``), the embedding tables with fbgemm's
+    fused row-wise Adagrad inside the backward (``sparse_lr``)."""
+
+    epochs: int = 1  # passes over the train split (from the second on, the id embeddings memorise rows)
+    batch_size: int = 512  # rows per step on each process (the global batch is batch_size x processes)
+    dense_lr: float = 1e-3  # learning rate of the tower and the over arch (Adam)
+    sparse_lr: float = 0.05  # learning rate of the embedding tables (fused row-wise Adagrad)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # learning-rate warmup and step decay
+    seed: int = 0  # initial weights and the data order
     shuffle_rows: int = 32768  # rows shuffled together (row groups are visited in random order too)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     max_steps: int = 0  # 0: no limit (a quick look at a big dataset)
@@ -133,7 +154,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = 2048
+    """What ``pmx-eval`` and the end of ``pmx-train`` score, and how."""
+
+    batch_size: int = 2048  # rows per scoring step on each process
     predictions: bool = False  # also write per-row predictions to Parquet
     splits: Tuple[str, ...] = ("eval",)  # what train scores at the end: eval (= test) and/or valid
 
@@ -145,6 +168,17 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class JobConfig:
+    """One config file for every job (``pmx-generate``, ``pmx-train``, ``pmx-eval``, ``pmx-plan``).
+
+    Args:
+        run_dir: where a job writes its checkpoints, reports and TensorBoard scalars.
+        data: where the logs are, how they split, what a bad row or file gets.
+        generate: what ``pmx-generate`` writes (the synthetic Douyin-style logs).
+        model: the tower, its widths and switches, the over arch and the sharding hints.
+        train: epochs, batch, learning rates, schedule, checkpoints.
+        eval: what is scored and how.
+    """
+
     run_dir: str = "runs/demo"
     data: DataConfig = field(default_factory=DataConfig)
     generate: SyntheticConfig = field(default_factory=SyntheticConfig)

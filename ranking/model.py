@@ -52,7 +52,10 @@ from pyramid_mixer.features.tokens import PyramidLayout
 
 @dataclass(frozen=True)
 class OverArchConfig:
-    hidden: Tuple[int, ...] = (256, 128)
+    """The over arch: an MLP from the tower's output, the pooled request features and the dense features to
+    one logit per label."""
+
+    hidden: Tuple[int, ...] = (256, 128)  # widths of its hidden layers (ReLU)
 
 
 @torch.fx.wrap

@@ -25,6 +25,7 @@ MODULES = [
     "pyramid_mixer.ranking.baselines.mixers",
     "pyramid_mixer.jobs.config",
     "pyramid_mixer.jobs.gemm_bound",
+    "pyramid_mixer.jobs.field_docs",
 ]
 
 
