@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.jobs.cli import setup_logging
+from pyramid_mixer.jobs.cli import reads_writes, setup_logging
 
 
 def machine_facts() -> Dict[str, Any]:
@@ -41,11 +41,14 @@ def write_report(out_dir: str, stem: str, data: Dict[str, Any], markdown: Callab
     return data
 
 
-def bench_main(argv: Optional[List[str]], prog: str, doc: str, packaged: str, example: str,
-               load: Callable[[Optional[str], List[str]], Any], run: Callable[[Any], Dict[str, Any]]) -> None:
-    """The command line of a benchmark job: ``--config`` (default: the packaged ``packaged``) and ``--set``."""
-    p = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0], epilog=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_main(argv: Optional[List[str]], prog: str, doc: str, packaged: str, example: str, reads: str,
+               writes: str, load: Callable[[Optional[str], List[str]], Any],
+               run: Callable[[Any], Dict[str, Any]]) -> None:
+    """The command line of a benchmark job: ``--config`` (default: the packaged ``packaged``) and ``--set``;
+    ``--help`` says it reads that config and ``reads``, and writes ``writes``."""
+    reads = f"the benchmark config (default: the packaged {packaged}); {reads}"
+    p = argparse.ArgumentParser(prog=prog, description=reads_writes(doc.strip().splitlines()[0], reads, writes),
+                                epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None,
                    help=f"benchmark YAML (default: the packaged pyramid_mixer/jobs/configs/{packaged})")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",

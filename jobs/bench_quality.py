@@ -267,8 +267,11 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    bench_main(argv, "pmx-bench-quality", __doc__, "bench_quality.yaml", "seeds=[0] workers=1", load_bench_config,
-               run_bench)
+    bench_main(argv, "pmx-bench-quality", __doc__, "bench_quality.yaml", "seeds=[0] workers=1",
+               "the planted logs it generates, and MovieLens-100k from a dataset's source directory or the "
+               "recbole 1.2.1 wheel it fetches from PyPI",
+               "out_dir/quality.{json,md,png} (default benchmarks/quality); data, trial runs and the trial cache "
+               "under work_dir (default runs/bench-quality)", load_bench_config, run_bench)
 
 
 if __name__ == "__main__":

@@ -240,8 +240,9 @@ def _run(cfg: SpeedConfig, cases: List[SpeedCase]):  # type: ignore[no-untyped-d
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    bench_main(argv, "pmx-bench-speed", __doc__, "bench_speed.yaml", "batch_size=256 repeats=5", load_speed_config,
-               run_bench)
+    bench_main(argv, "pmx-bench-speed", __doc__, "bench_speed.yaml", "batch_size=256 repeats=5",
+               "batches and a Parquet file it generates (nothing else)",
+               "out_dir/speed.{json,md,png} (default benchmarks/speed)", load_speed_config, run_bench)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,15 @@ SET_HELP = (
 )
 
 
-def parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def reads_writes(summary: str, reads: str, writes: str) -> str:
+    """A job's ``--help`` description: what it does, then what it reads and what it writes."""
+    return f"{summary}\n\nreads:  {reads}\nwrites: {writes}"
+
+
+def parser(prog: str, summary: str, reads: str, writes: str, epilog: str = "") -> argparse.ArgumentParser:
+    """The command line of a config-driven job; ``--help`` says what it ``reads`` and ``writes``."""
+    p = argparse.ArgumentParser(prog=prog, description=reads_writes(summary, reads, writes), epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help=CONFIG_HELP)
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help=SET_HELP)

@@ -23,7 +23,7 @@ from typing import List, Optional
 from pyramid_mixer.features.kuairand import convert_kuairand
 from pyramid_mixer.features.movielens import ML100K_FILES, ConvertSummary, convert_movielens, fetch_recbole_ml100k
 from pyramid_mixer.features.spec import default_spec_path
-from pyramid_mixer.jobs.cli import run_main, setup_logging
+from pyramid_mixer.jobs.cli import reads_writes, run_main, setup_logging
 
 MAX_HISTORY_HELP = "keep at most N most recent behaviours per history (default: %(default)s)"
 
@@ -31,8 +31,12 @@ MAX_HISTORY_HELP = "keep at most N most recent behaviours per history (default: 
 def parser() -> argparse.ArgumentParser:
     """The ``convert`` command line: one subcommand per dataset."""
     p = argparse.ArgumentParser(
-        prog="python -m pyramid_mixer.jobs.convert",
-        description=__doc__.strip().splitlines()[0],
+        prog="pmx-convert",
+        description=reads_writes(
+            __doc__.strip().splitlines()[0],
+            reads="movielens: ml-100k.{inter,item,user} in --source, or the recbole 1.2.1 wheel fetched from "
+                  "PyPI; kuairand: the KuaiRand log CSVs in --source",
+            writes="OUT/part-NNNNN.parquet in the schema of the dataset's feature spec"),
         epilog=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -184,7 +184,11 @@ def summary_lines(report: EvalReport) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = parser("pmx-eval", __doc__.strip().splitlines()[0])
+    p = parser("pmx-eval", __doc__.strip().splitlines()[0],
+               reads="a checkpoint (default: the newest complete one under run_dir/checkpoints) and the split's "
+                     "Parquet rows",
+               writes="run_dir/<split>.{json,md,png} (AUC, UAUC, GAUC, logloss, calibration per label), and "
+                      "run_dir/predictions.parquet with eval.predictions=true")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint directory (default: the newest complete one under run_dir/checkpoints)")
     p.add_argument("--split", default="eval", choices=["eval", "valid"],

@@ -29,7 +29,10 @@ def run(config: JobConfig, overwrite: bool = True) -> GenerateSummary:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = parser("pmx-generate", __doc__.strip().splitlines()[0], epilog=__doc__)
+    p = parser("pmx-generate", __doc__.strip().splitlines()[0],
+               reads="the config's generate section (nothing else: the logs are synthetic)",
+               writes="data.path/part-NNNNN.parquet (generate.rows impressions, with the true probabilities)",
+               epilog=__doc__)
     config = config_from(p.parse_args(argv))
     setup_logging()
     s = run(config)

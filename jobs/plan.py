@@ -21,7 +21,10 @@ from pyramid_mixer.jobs.cli import config_from, parser, run_main
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = parser("pmx-plan", __doc__.strip().splitlines()[0], epilog=__doc__)
+    p = parser("pmx-plan", __doc__.strip().splitlines()[0],
+               reads="the config's model and the feature spec's tables (no data, no training)",
+               writes="the sharding plan as Markdown tables, to standard output only",
+               epilog=__doc__)
     p.add_argument("--world-size", type=int, default=1, help="number of ranks (processes, one per device)")
     p.add_argument("--local-world-size", type=int, default=None,
                    help="ranks per host (default: all on one host)")

@@ -27,6 +27,7 @@ from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.schema import REJECT_REASONS, expected_columns
 from pyramid_mixer.features.spec import DENSE_TRANSFORMS, HASHINGS, FeatureSpec, default_spec
 from pyramid_mixer.jobs.bench_config import BenchConfig
+from pyramid_mixer.jobs.cli import reads_writes
 from pyramid_mixer.jobs.config import JobConfig, ModelConfig
 from pyramid_mixer.jobs.field_docs import class_summary, field_descriptions
 from pyramid_mixer.jobs.speed_config import SpeedConfig
@@ -187,10 +188,10 @@ def write_references(out_dir: Path, check: bool = False) -> List[Path]:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         prog="pmx-docs", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Writes docs/config.md (every config key: type, default, meaning) and docs/spec.md (every "
-                    "feature-spec key, the Parquet contract, what a bad row gets), generated from the code. "
-                    "Reads: the package's config dataclasses and the default spec. Writes: OUT/config.md, "
-                    "OUT/spec.md.")
+        description=reads_writes(
+            "Writes the config and feature-spec references, generated from the code.",
+            reads="the package's config dataclasses (keys, types, defaults, docstrings) and the default spec",
+            writes="OUT/config.md (every config key) and OUT/spec.md (spec keys, Parquet contract, bad rows)"))
     parser.add_argument("--out", default="docs", help="the folder to write to (default: docs)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 naming each reference that differs from the code")

@@ -197,7 +197,12 @@ def summary(result: TrainResult) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    p = parser("pmx-train", __doc__.strip().splitlines()[0], epilog=__doc__)
+    p = parser("pmx-train", __doc__.strip().splitlines()[0],
+               reads="the Parquet logs at data.path (or data.train / data.test) through the feature spec "
+                     "data.spec; the newest complete checkpoint under run_dir, to resume from",
+               writes="run_dir/checkpoints/epoch-N/ (and epoch-N-step-K/), run_dir/config.json, "
+                      "run_dir/eval.{json,md,png} (and valid.*), run_dir/tensorboard/",
+               epilog=__doc__)
     config = config_from(p.parse_args(argv))
     setup_logging(env_rank())
     try:

@@ -46,8 +46,8 @@ def test_levels_one_is_a_single_full_resolution_level_with_the_same_tokens() -> 
 
 def test_help_explains_config_and_overrides(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        parser("pmx-train", "train").parse_args(["--help"])
+        parser("pmx-train", "train", reads="logs", writes="a model").parse_args(["--help"])
     out = capsys.readouterr().out
     assert "--config" in out and "--set" in out and "train.epochs=2" in out
-    args = parser("pmx-train", "train").parse_args(["--set", "a=1", "b=2", "--set", "c=3"])
+    args = parser("pmx-train", "train", reads="logs", writes="a model").parse_args(["--set", "a=1", "b=2", "--set", "c=3"])
     assert args.overrides == ["a=1", "b=2", "c=3"]
