@@ -46,13 +46,12 @@ class Source:
 def read_options(config: JobConfig, env: DistEnv, training: bool) -> ReadOptions:
     """What a job's reader takes from the config: training reads ``train.batch_size`` rows a batch, shuffled
     by ``train.shuffle_rows`` with ``train.seed``; scoring reads ``eval.batch_size`` rows in file order. Both
-    read this rank's share with the config's bad-row policy (``Source.reader`` adds the split's rows)."""
+    read this rank's share; ``Source.reader`` adds the split's rows and the config's bad-row policy."""
     if training:
         t = config.train
         return ReadOptions(t.batch_size, shuffle_rows=t.shuffle_rows, seed=t.seed, rank=env.rank,
-                           world_size=env.world_size, bad_rows=config.data.bad_row_policy())
-    return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size,
-                       bad_rows=config.data.bad_row_policy())
+                           world_size=env.world_size)
+    return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size)
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:

@@ -122,13 +122,13 @@ def config_reference() -> str:
            "as YAML; give every override after one `--set`). A key the file leaves out takes the default below; "
            "the packaged files set some of them (`jobs/configs/demo.yaml`, `bench_quality.yaml`, "
            "`bench_speed.yaml`).", ""]
-    for title, cls, prefix in [
-        ("Job config: `pmx-generate`, `pmx-train`, `pmx-eval`, `pmx-plan`", JobConfig, ""),
-        ("Benchmark config: `pmx-bench-quality`", BenchConfig, ""),
-        ("Benchmark config: `pmx-bench-speed`", SpeedConfig, ""),
+    for title, cls in [
+        ("Job config: `pmx-generate`, `pmx-train`, `pmx-eval`, `pmx-plan`", JobConfig),
+        ("Benchmark config: `pmx-bench-quality`", BenchConfig),
+        ("Benchmark config: `pmx-bench-speed`", SpeedConfig),
     ]:
         out += [f"## {title}", ""]
-        section_tables(cls, prefix, derived if cls is JobConfig else {}, out)
+        section_tables(cls, "", derived if cls is JobConfig else {}, out)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -49,5 +49,6 @@ def test_help_explains_config_and_overrides(capsys: pytest.CaptureFixture[str]) 
         parser("pmx-train", "train", reads="logs", writes="a model").parse_args(["--help"])
     out = capsys.readouterr().out
     assert "--config" in out and "--set" in out and "train.epochs=2" in out
-    args = parser("pmx-train", "train", reads="logs", writes="a model").parse_args(["--set", "a=1", "b=2", "--set", "c=3"])
+    p = parser("pmx-train", "train", reads="logs", writes="a model")
+    args = p.parse_args(["--set", "a=1", "b=2", "--set", "c=3"])
     assert args.overrides == ["a=1", "b=2", "c=3"]

@@ -108,17 +108,23 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_read_options_come_from_the_config() -> None:
+def test_read_options_come_from_the_config(tmp_path: Path) -> None:
     """Training reads shuffled ``train.batch_size`` batches with the train seed; scoring reads
-    ``eval.batch_size`` rows in file order; both read this rank's share with the config's bad-row policy."""
-    cfg = load_config(None, ["train.batch_size=64", "train.shuffle_rows=128", "train.seed=5",
+    ``eval.batch_size`` rows in file order; both read this rank's share of the split's rows with the config's
+    bad-row policy."""
+    write_rows(tmp_path / "a.parquet", random_rows(50, seed=16))
+    cfg = load_config(None, ["train.batch_size=64", "train.shuffle_rows=128", "train.seed=5", f"data.path={tmp_path}",
                              "eval.batch_size=100", "data.on_bad_rows=fail"])
     env = DistEnv(rank=1, world_size=2, local_world_size=2, device=torch.device("cpu"), backend="gloo")
-    train, score = read_options(cfg, env, training=True), read_options(cfg, env, training=False)
+    srcs = sources(cfg.data, default_spec())
+    layout = cfg.model.effective_layout()
+    train = srcs["train"].reader(default_spec(), layout, read_options(cfg, env, training=True)).options
+    score = srcs["eval"].reader(default_spec(), layout, read_options(cfg, env, training=False)).options
     assert (train.batch_size, train.shuffle_rows, train.seed) == (64, 128, 5)
     assert (score.batch_size, score.shuffle_rows) == (100, 0)
-    for opts in (train, score):
+    for opts, src in ((train, srcs["train"]), (score, srcs["eval"])):
         assert (opts.rank, opts.world_size, opts.bad_rows.on_bad_rows) == (1, 2, "fail")
+        assert opts.row_filter is src.row_filter
     with pytest.raises(ValueError, match="batch_size must be positive"):
         ReadOptions(0)
     with pytest.raises(ValueError, match="shuffle_rows must be >= 0"):
