@@ -27,7 +27,7 @@ class RankingBatch(Batch):
     weights: torch.Tensor
 
     def _map(self, fn: Any) -> "RankingBatch":
-        return RankingBatch(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+        return type(self)(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "RankingBatch":
         return self._map(lambda t: t.to(device=device, non_blocking=non_blocking))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +16,7 @@ __all__ = [
     "ConvertSummary",
     "HistoryIndex",
     "chunk_bounds",
+    "events_after",
     "gather_ranges",
     "list_column",
     "split_tokens",
@@ -73,11 +74,14 @@ class HistoryIndex:
     length: np.ndarray
 
     @classmethod
-    def build(cls, user: np.ndarray, time_: np.ndarray, keep: np.ndarray, max_history: int) -> "HistoryIndex":
+    def build(cls, user: np.ndarray, time_: np.ndarray, keep: np.ndarray, max_history: int,
+              uncapped: Optional[np.ndarray] = None) -> "HistoryIndex":
         """Args:
             user, time_: N int64 per event, in input order.
             keep: N bool: which events may appear in a history (all of them, or e.g. the clicked ones).
             max_history: the cap on a history's length (>= 0).
+            uncapped: N bool, events whose history is never capped (next-item data: the held-out last
+                events, whose whole history is the mask of items already seen); None: every event is capped.
 
         Returns:
             the index; ``gather(lo, hi)`` gives the history rows of events ``lo .. hi - 1``.
@@ -91,7 +95,9 @@ class HistoryIndex:
         new_user = np.ones(n, dtype=bool)
         new_user[1:] = user[order][1:] != user[order][:-1]
         first = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))  # N: the user's first position
-        length_sorted = np.minimum(before - before[first], max_history)
+        length_sorted = before - before[first]
+        capped = np.ones(n, dtype=bool) if uncapped is None else ~uncapped[order]
+        length_sorted = np.where(capped, np.minimum(length_sorted, max_history), length_sorted)
         last = np.empty(n, dtype=np.int64)
         length = np.empty(n, dtype=np.int64)
         last[order] = before - 1
@@ -102,6 +108,26 @@ class HistoryIndex:
         """(offsets int32 ``hi - lo + 1``, input rows of the history events, most recent first per event)."""
         offsets, positions = gather_ranges(self.last[lo:hi], self.length[lo:hi], step=-1)
         return offsets, self.kept_rows[positions]
+
+
+def events_after(user: np.ndarray, time_: np.ndarray) -> np.ndarray:
+    """N int64 per event (input order): the same user's events after it in (time, input row) order, the order
+    ``HistoryIndex`` uses (0: the user's last event).
+
+    Example::
+
+        >>> events_after(np.array([1, 2, 1, 1]), np.array([5, 4, 3, 5])).tolist()
+        [1, 0, 2, 0]
+    """
+    n = user.shape[0]
+    order = np.lexsort((np.arange(n), time_, user))
+    sorted_user = user[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = sorted_user[1:] != sorted_user[:-1]
+    end = np.minimum.accumulate(np.where(last, np.arange(n), n)[::-1])[::-1]  # the user's last position
+    out = np.empty(n, dtype=np.int64)
+    out[order] = end - np.arange(n)
+    return out
 
 
 def gather_ranges(start: np.ndarray, length: np.ndarray, step: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,10 @@ Output: one row per rating, in the order of ``ml-100k.inter`` (``request_id`` = 
   by (timestamp, row of the input file): of two ratings in the same second, the one listed first is earlier,
   so no row sees itself or a later rating;
 - ``item_category`` (first genre id), ``item_tags`` (all genre ids), ``release_year`` (0 if missing);
-- ``user_age`` (bucket, 0 if missing), ``user_gender`` (0 unknown, 1 M, 2 F), ``user_occupation`` (id).
+- ``user_age`` (bucket, 0 if missing), ``user_gender`` (0 unknown, 1 M, 2 F), ``user_occupation`` (id);
+- ``events_after``: the user's ratings after this one (0: the user's last), for next-item mode's
+  leave-one-out split. The two held-out rows of each user (0 and 1) keep their whole history, uncapped: it is
+  the mask of items already seen in full ranking.
 
 Tokens (users, items, genres, occupations) become dense int64 ids from 1 (0 = unknown). Tokens that are all
 integers keep their numeric order, so ml-100k's user and item ids are unchanged.
@@ -46,6 +49,7 @@ from pyramid_mixer.features.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,
+    events_after,
     gather_ranges,
     list_column,
     split_tokens,
@@ -83,6 +87,7 @@ MOVIELENS_SCHEMA = pa.schema(
         ("user_age", pa.int64()),
         ("user_gender", pa.int64()),
         ("user_occupation", pa.int64()),
+        ("events_after", pa.int64()),
         ("rating", pa.float32()),
         ("click", pa.int8()),
         ("hist_item_id", _LIST),
@@ -255,8 +260,8 @@ def _read_ml100k(source: Path) -> Tuple[_Events, _Items, _Users]:
     return events, _item_features(item, item_vocab), _user_features(user, user_vocab)
 
 
-def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: HistoryIndex, lo: int,
-                     hi: int) -> pa.Table:
+def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: HistoryIndex, after: np.ndarray,
+                     lo: int, hi: int) -> pa.Table:
     """The ``MOVIELENS_SCHEMA`` rows of events ``lo .. hi - 1``."""
     item, user = events.item[lo:hi], events.user[lo:hi]
     tag_start = items.tag_offsets[item]
@@ -275,6 +280,7 @@ def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: Histor
         "user_age": users.age[user],
         "user_gender": users.gender[user],
         "user_occupation": users.occupation[user],
+        "events_after": after[lo:hi],
         "rating": rating.astype(np.float32),
         "click": (rating >= 4).astype(np.int8),
         "hist_item_id": list_column(hist_offsets, hist_item),
@@ -302,8 +308,9 @@ def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group
     start = time.perf_counter()
     events, items, users = _read_ml100k(Path(source))
     n = events.user.shape[0]
-    hist = HistoryIndex.build(events.user, events.time, np.ones(n, dtype=bool), max_history)
-    chunks = (_movielens_chunk(events, items, users, hist, lo, hi) for lo, hi in chunk_bounds(n, row_group_rows))
+    after = events_after(events.user, events.time)
+    hist = HistoryIndex.build(events.user, events.time, np.ones(n, dtype=bool), max_history, uncapped=after <= 1)
+    chunks = (_movielens_chunk(events, items, users, hist, after, lo, hi) for lo, hi in chunk_bounds(n, row_group_rows))
     files = write_parts(Path(out), MOVIELENS_SCHEMA, chunks, rows_per_file=max(n, 1))
     return ConvertSummary(
         rows=n,

@@ -30,6 +30,7 @@ import pyarrow.dataset as ds
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.files import Files, PathLike, resolve_files
 from pyramid_mixer.features.kjt_builder import BatchBuilder
+from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs
 from pyramid_mixer.features.schema import (
     DataError,
     check_rows,
@@ -162,6 +163,8 @@ class ReadOptions:
             ranks every row is read exactly once per pass.
         bad_rows: reject-and-count or fail, the rejected share above which a pass fails, and whether
             unreadable files are skipped (when the reader lists the files itself).
+        next_item: next-item mode: each batch is a ``NextItemBatch`` carrying these candidates (None: CTR
+            batches).
 
     Example::
 
@@ -176,6 +179,7 @@ class ReadOptions:
     rank: int = 0
     world_size: int = 1
     bad_rows: BadRowPolicy = BadRowPolicy()
+    next_item: Optional[NextItemInputs] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -205,7 +209,8 @@ class ParquetReader:
         self.passes = 0
         self.skip_batches = 0  # the next pass skips this many batches (the steps a resumed run already took)
         self.pass_complete = False  # True once a pass has yielded its last batch
-        self.builder = BatchBuilder(spec, layout)
+        self.builder = (BatchBuilder(spec, layout) if options.next_item is None
+                        else NextItemBuilder(spec, layout, options.next_item))
         self.dataset = self.files.dataset()
         for fragment in self.dataset.get_fragments():  # Files.dataset() has read (and checked) every footer
             validate_schema(fragment.physical_schema, spec, fragment.path)

@@ -150,6 +150,9 @@ class FeatureSpec:
         request_id / user_id / request_time: the key columns (``request_time`` in unix seconds; it splits
             the logs by time and gives the behaviours' time gaps).
         group_key: the column whose groups UAUC and GAUC average over (usually the user).
+        events_after: next-item data: the int column counting the user's events after this row's (0: the
+            user's last event, 1: the one before it), written by the converters; ``data.split: leave_one_out``
+            reads it (test: 0, valid: 1, train: the rest). Empty: no such column.
     """
 
     tables: Tuple[TableSpec, ...]
@@ -162,6 +165,7 @@ class FeatureSpec:
     user_id: str = "user_id"
     request_time: str = "request_time"
     group_key: str = "user_id"
+    events_after: str = ""
     source: str = field(default="<dataclass>", compare=False)
 
     def __post_init__(self) -> None:
@@ -272,9 +276,13 @@ def default_spec() -> FeatureSpec:
 
 
 def resolve_spec(path: Optional[str]) -> FeatureSpec:
-    """``None`` or ``"default"`` gives the default spec; anything else is a path to a spec YAML."""
+    """``None`` or ``"default"`` gives the default spec; the name of a packaged spec (``douyin``,
+    ``movielens``) that is not a file here gives that spec; anything else is a path to a spec YAML."""
     if path in (None, "", "default"):
         return default_spec()
+    packaged = default_spec_path().with_name(f"{path}.yaml")
+    if "/" not in path and not Path(path).exists() and packaged.is_file():
+        return load_spec(packaged)
     return load_spec(path)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torchrec.distributed.model_parallel import DistributedModelParallel
@@ -19,6 +19,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.ranking.model import RankingModel, RankingTrain
+from pyramid_mixer.ranking.next_item import NextItemModel, NextItemTrain
 from pyramid_mixer.ranking.towers import make_tower
 
 
@@ -30,7 +31,7 @@ class Built:
     num_parameters: int
 
 
-def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
+def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextItemTrain]:
     """The model of ``config`` (seeded by ``train.seed``), its tables on the meta device."""
     torch.manual_seed(config.train.seed)
     layout = config.model.effective_layout()
@@ -38,6 +39,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> RankingTrain:
     m = config.model
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     managed = managed_ids(spec, layout, config.train.batch_size)
+    if m.task == "next_item":
+        return NextItemTrain(NextItemModel(ebc, spec, layout, tower, managed, m.input_norm), m.next_item)
     return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed, config.model.input_norm),
         tuple(label.weight for label in spec.labels),

@@ -26,15 +26,23 @@ from pyramid_mixer.features.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.model import OverArchConfig
+from pyramid_mixer.ranking.next_item import NEEDS_CANDIDATE, NextItemConfig
 from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS
+
+SPLITS = ("time", "leave_one_out")
+TASKS = ("ctr", "next_item")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the logs are and how they split.
 
-    With ``train``/``valid``/``test`` empty, ``path`` is split by request time: the last ``eval_days`` of
+    ``split: leave_one_out`` (next-item mode, the sequential-recommendation protocol): each user's last event
+    is the test set, the one before it the valid set, the rest train, read from the spec's ``events_after``
+    column; ``eval_days`` and ``valid_days`` are then not used.
+
+    Otherwise, with ``train``/``valid``/``test`` empty, ``path`` is split by request time: the last ``eval_days`` of
     requests are the eval set, and with ``valid_days > 0`` the ``valid_days`` before them are a validation
     set (for choosing hyperparameters) that training does not read. Explicit paths or globs (a team's own
     split) take precedence.
@@ -47,10 +55,13 @@ class DataConfig:
         valid_days: the days before the eval set that form the valid set (0: no valid set).
         train / valid / test: a team's own split, as lists of paths or globs; ``train`` needs ``test`` (or
             ``valid``) too, and then ``path`` and the day counts are not used.
+        split: ``time`` (the last days are held out) or ``leave_one_out`` (each user's last events are held
+            out; needs the spec's ``events_after`` column).
     """
 
     path: str = "data/douyin"
     spec: str = "default"
+    split: str = "time"
     eval_days: float = 1.0
     valid_days: float = 0.0
     on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
@@ -59,6 +70,8 @@ class DataConfig:
     prefetch: int = 2  # batches built ahead by a background thread (0: built in the training thread)
 
     def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"data.split={self.split!r}: use one of {list(SPLITS)}")
         if self.prefetch < 0:
             raise ConfigError(f"data.prefetch={self.prefetch}: batches read ahead must be >= 0 (0: none)")
         try:
@@ -80,7 +93,14 @@ class ModelConfig:
     dims and target features are derived from the layout and the spec. ``levels: 1`` is the pyramid
     ablation (one level at full resolution, same token count); baselines read the layout as given.
 
+    ``task: next_item`` makes the tower a user encoder scored against every item of the item table
+    (``ranking.next_item``): the Pyramid Mixer's readout then uses its learned query (``tower.target_aware``
+    is derived: off), and there is no over arch.
+
     Args:
+        task: ``ctr`` (a candidate per row, one logit per label) or ``next_item`` (the user's next item out
+            of the whole catalogue).
+        next_item: next-item mode's loss and negatives.
         layout: which history behaviours pool into which token of which level (the embedding reads).
         levels: 0 keeps the layout's levels; 1 is the pyramid ablation (one level at full resolution over
             as many behaviours as the layout has tokens).
@@ -92,6 +112,8 @@ class ModelConfig:
         sharding: planner hints: allowed sharding types and kernels, per table.
     """
 
+    task: str = "ctr"
+    next_item: NextItemConfig = field(default_factory=NextItemConfig)
     layout: PyramidLayout = field(default_factory=PyramidLayout)
     levels: int = 0
     tower_kind: str = "pyramid_mixer"
@@ -101,6 +123,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.tower_kind not in TOWER_KINDS:
             raise ConfigError(f"model.tower_kind={self.tower_kind!r} is unknown; use one of {list(TOWER_KINDS)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"model.task={self.task!r}: use one of {list(TASKS)}")
+        if self.task == "next_item" and self.tower_kind in NEEDS_CANDIDATE:
+            raise ConfigError(f"model.tower_kind={self.tower_kind!r} reads the candidate and has no candidate-free "
+                              f"form; with model.task=next_item use one of "
+                              f"{[t for t in TOWER_KINDS if t not in NEEDS_CANDIDATE]}")
     over_arch: OverArchConfig = field(default_factory=OverArchConfig)
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     # torch.compile the tower (inductor): on this project's 2-core CPU the Pyramid Mixer's tower runs ~1.2x
@@ -123,7 +151,10 @@ class ModelConfig:
         layout = self.effective_layout()
         shapes = dict(num_features=spec.num_token_features, dim=spec.sequence_dim,
                       num_target_features=len(spec.target))
-        return {"tower": dict(shapes, level_tokens=layout.level_tokens),
+        tower = dict(shapes, level_tokens=layout.level_tokens)
+        if self.task == "next_item":
+            tower["target_aware"] = False  # no candidate: the readout's learned query
+        return {"tower": tower,
                 "baseline": dict(shapes, num_tokens=layout.num_slots)}
 
     def baseline_config(self, spec: FeatureSpec) -> BaselineConfig:
@@ -159,11 +190,16 @@ class EvalConfig:
     batch_size: int = 2048  # rows per scoring step on each process
     predictions: bool = False  # also write per-row predictions to Parquet
     splits: Tuple[str, ...] = ("eval",)  # what train scores at the end: eval (= test) and/or valid
+    ks: Tuple[int, ...] = (10, 20)  # next-item mode: the cut-offs K of HR@K, NDCG@K and MRR@K
+    sampled_negatives: int = 100  # next-item mode: negatives of the sampled protocols (uniform, popularity)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.splits if s not in ("eval", "valid")]
         if unknown or not self.splits:
             raise ConfigError(f"eval.splits={list(self.splits)}: use one or both of eval, valid")
+        if not self.ks or min(self.ks) < 1 or self.sampled_negatives < 1:
+            raise ConfigError(f"eval.ks={list(self.ks)} must be cut-offs >= 1 and eval.sampled_negatives="
+                              f"{self.sampled_negatives} >= 1")
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv
 from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.files import Files, resolve_files
+from pyramid_mixer.features.next_item import NextItemInputs
 from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions, time_split
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
@@ -43,15 +45,19 @@ class Source:
         return ParquetReader(self.files(), spec, layout, options)
 
 
-def read_options(config: JobConfig, env: DistEnv, training: bool) -> ReadOptions:
+def read_options(config: JobConfig, env: DistEnv, training: bool,
+                 next_item: Optional[NextItemInputs] = None) -> ReadOptions:
     """What a job's reader takes from the config: training reads ``train.batch_size`` rows a batch, shuffled
     by ``train.shuffle_rows`` with ``train.seed``; scoring reads ``eval.batch_size`` rows in file order. Both
-    read this rank's share; ``Source.reader`` adds the split's rows and the config's bad-row policy."""
+    read this rank's share; ``Source.reader`` adds the split's rows and the config's bad-row policy.
+    ``next_item``: next-item mode's catalogue; training batches carry the loss's negatives."""
     if training:
         t = config.train
+        if next_item is not None:
+            next_item = dataclasses.replace(next_item, negatives=config.model.next_item.batch_negatives, seed=t.seed)
         return ReadOptions(t.batch_size, shuffle_rows=t.shuffle_rows, seed=t.seed, rank=env.rank,
-                           world_size=env.world_size)
-    return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size)
+                           world_size=env.world_size, next_item=next_item)
+    return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size, next_item=next_item)
 
 
 def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
@@ -73,6 +79,9 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
         if data.valid and data.test:
             out["valid"] = Source(tuple(data.valid), None, f"valid: {list(data.valid)}")
         return _with_policy(out, data)
+    if data.split == "leave_one_out":
+        out, files = leave_one_out(data, spec)
+        return _with_policy(out, data, files)
     if data.valid_days < 0 or data.eval_days <= 0:
         raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
                           f"{data.valid_days:g} >= 0")
@@ -91,6 +100,27 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
                               f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
                               f"({data.valid_days:g} day(s) before the eval set)")
     return _with_policy(out, data, files)
+
+
+def leave_one_out(data: DataConfig, spec: FeatureSpec) -> Tuple[Dict[str, Source], Files]:
+    """Each user's last event is the eval (test) set, the one before it the valid set, the rest train: the
+    spec's ``events_after`` column is 0, 1 and >= 2."""
+    column = spec.events_after
+    if not column:
+        raise ConfigError(f"data.split=leave_one_out reads the spec's events_after column (the user's events "
+                          f"after each row), and {spec.source} names none; convert the data with "
+                          "pmx-convert (it writes events_after) and set `events_after: events_after` in the spec")
+    files = resolve_files([data.path], data.bad_row_policy().skip_bad_files)
+    schema = files.dataset().schema
+    if column not in schema.names or not pa.types.is_integer(schema.field(column).type):
+        raise ConfigError(f"data.split=leave_one_out: {data.path} has no integer column {column!r} "
+                          f"(the spec's events_after); its columns: {schema.names}")
+    after = pc.field(column)
+    return {
+        "train": Source((data.path,), after >= 2, f"{data.path}: every user's events but the last two"),
+        "valid": Source((data.path,), after == 1, f"{data.path}: every user's second-to-last event"),
+        "eval": Source((data.path,), after == 0, f"{data.path}: every user's last event (leave-one-out)"),
+    }, files
 
 
 def _with_policy(out: Dict[str, Source], data: DataConfig, files: Optional[Files] = None) -> Dict[str, Source]:

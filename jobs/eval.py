@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.kjt_builder import token_feature_names
+from pyramid_mixer.features.next_item import NextItemInputs
 from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
@@ -34,6 +35,8 @@ from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
+from pyramid_mixer.jobs.next_item_eval import NextItemReport, evaluate_next_item
+from pyramid_mixer.jobs.next_item_eval import summary_lines as next_item_summary
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
 from pyramid_mixer.ranking.gate_shares import GateShares, mean_shares
 from pyramid_mixer.ranking.metrics import auc, ranking_metrics
@@ -140,13 +143,18 @@ def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None
 
 
 def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
-             split: str = "eval", srcs: Optional[Dict[str, Source]] = None) -> EvalReport:
+             split: str = "eval", srcs: Optional[Dict[str, Source]] = None,
+             next_item: Optional[NextItemInputs] = None) -> Union[EvalReport, NextItemReport]:
     """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank).
-    ``srcs``: the job's ``sources`` when the caller has them (their files are listed and opened once)."""
+    ``srcs``: the job's ``sources`` when the caller has them (their files are listed and opened once).
+    In next-item mode the report is ``next_item_eval``'s (``next_item``: the catalogue, when the caller has it).
+    """
     srcs = srcs if srcs is not None else sources(config.data, spec)
     if split not in srcs:
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
                           "data.test (explicit paths) in the config")
+    if config.model.task == "next_item":
+        return evaluate_next_item(config, dmp, spec, env, split, srcs, next_item)
     reader = srcs[split].reader(spec, config.model.effective_layout(), read_options(config, env, training=False))
     preds = predict(dmp, reader, env, config.data.prefetch)
     rows = sum_stats(reader.stats, env)
@@ -163,8 +171,10 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     return from_main(report, env)
 
 
-def summary_lines(report: EvalReport) -> List[str]:
+def summary_lines(report: Union[EvalReport, NextItemReport]) -> List[str]:
     """The few lines a person reads at the end of a job."""
+    if isinstance(report, NextItemReport):
+        return next_item_summary(report)
     lines = []
     for m in report.labels:
         oracle = f"  (oracle AUC {m.oracle_auc:.4f})" if m.oracle_auc is not None else ""

@@ -19,7 +19,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -38,6 +38,7 @@ from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
 from pyramid_mixer.jobs.eval import evaluate, summary_lines
 from pyramid_mixer.jobs.loops import in_lockstep, make_stepper
+from pyramid_mixer.jobs.next_item_eval import NextItemReport, next_item_inputs
 from pyramid_mixer.jobs.report import EvalReport
 from pyramid_mixer.jobs.stop import EXIT_STATUS, Stopped, StopRequest
 
@@ -54,8 +55,8 @@ class TrainResult:
     num_parameters: int
     read: List[Dict[str, Any]] = field(default_factory=list)  # row accounting per epoch
     checkpoint: Optional[str] = None
-    report: Optional[EvalReport] = None  # the eval (test) split's, or the first of eval.splits
-    reports: Dict[str, EvalReport] = field(default_factory=dict)  # every split of eval.splits
+    report: Optional[Union[EvalReport, NextItemReport]] = None  # the eval (test) split's, or the first of eval.splits
+    reports: Dict[str, Union[EvalReport, NextItemReport]] = field(default_factory=dict)  # every split of eval.splits
 
 
 def count_rows(src: Source) -> int:
@@ -82,7 +83,8 @@ def train(config: JobConfig) -> TrainResult:
         first_epoch, skip = int(manifest["epoch"]) + 1, int(manifest.get("epoch_steps", 0))
         result.steps, done_rows = int(manifest["steps"]), int(manifest["rows"]) - int(manifest.get("epoch_rows", 0))
         log.info("resuming from %s (epoch %d, %d steps into it)", last, first_epoch, skip)
-    reader = src.reader(spec, built.layout, read_options(config, env, training=True))
+    inputs = next_item_inputs(srcs, spec) if config.model.task == "next_item" else None
+    reader = src.reader(spec, built.layout, read_options(config, env, training=True, next_item=inputs))
     total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:
@@ -158,8 +160,8 @@ def train(config: JobConfig) -> TrainResult:
                 break
     result.seconds = time.perf_counter() - start
     for split in config.eval.splits:
-        result.reports[split] = evaluate(config, dmp, spec, env, split=split, srcs=srcs)
-        if writer is not None:
+        result.reports[split] = evaluate(config, dmp, spec, env, split=split, srcs=srcs, next_item=inputs)
+        if writer is not None and isinstance(result.reports[split], EvalReport):
             for m in result.reports[split].labels:
                 writer.add_scalar(f"{split}/{m.label}_auc", m.auc, result.steps)
                 writer.add_scalar(f"{split}/{m.label}_uauc", m.uauc, result.steps)

@@ -113,7 +113,11 @@ def test_movielens_history_equals_slow_reference(tmp_path: Path, cap: int) -> No
     keep = [True] * len(rows)
     lengths = []
     for i, r in enumerate(rows):
-        ref = reference_history(fx["user"], fx["time"], keep, i, cap)
+        later = sum(1 for j in range(len(rows)) if fx["user"][j] == fx["user"][i]
+                    and (fx["time"][j], j) > (fx["time"][i], i))
+        assert r["events_after"] == later
+        # a user's two held-out rows (the last event and the one before) keep their whole history
+        ref = reference_history(fx["user"], fx["time"], keep, i, cap if later >= 2 else len(rows))
         assert r["hist_item_id"] == [fx["item"][j] for j in ref]
         assert r["hist_time"] == [fx["time"][j] for j in ref]
         assert r["hist_action"] == [fx["rating"][j] for j in ref]
@@ -320,4 +324,6 @@ def test_convert_job_prints_one_line_summary(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("wrote 80 rows (6 users") and str(tmp_path / "out") in out[0]
     assert "movielens.yaml" in out[0]
-    assert max(len(h) for h in pq.read_table(tmp_path / "out").column("hist_item_id").to_pylist()) == 4
+    table = pq.read_table(tmp_path / "out").to_pydict()
+    train = [len(h) for h, a in zip(table["hist_item_id"], table["events_after"]) if a >= 2]
+    assert max(train) == 4  # the held-out rows (events_after 0, 1) keep their whole history

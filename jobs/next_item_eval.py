@@ -1,0 +1,163 @@
+"""Next-item evaluation: each held-out user's rank of their next item, full and sampled, then HR / NDCG / MRR.
+
+Per batch of users: one matmul scores every user against the whole catalogue (``NextItemTrain`` returns
+``B X N`` scores), the items each user has already seen are masked, and the rank of the target counts every
+item scored at least as high (``ranking.next_item_metrics``). The sampled protocols rank the target among
+``eval.sampled_negatives`` unseen items drawn uniformly and by training popularity, per row from its request
+id, so a row draws the same negatives in any batch on any process. The ranks are integers gathered to rank
+0 and put in request-id order: metrics from 2 processes equal those of 1.
+
+Pop (every user gets the items by training count, seen items masked) is scored beside the model, the floor
+a model must clear, as the popularity AUC is in CTR mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from tqdm import tqdm
+
+from pyramid_mixer.embeddings.model_parallel import DistEnv
+from pyramid_mixer.features.next_item import NextItemInputs, item_rows
+from pyramid_mixer.features.prefetch import prefetch
+from pyramid_mixer.features.reader import ParquetReader
+from pyramid_mixer.features.schema import DataError
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.jobs.config import JobConfig
+from pyramid_mixer.jobs.data import Source, read_options
+from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
+from pyramid_mixer.ranking.next_item_metrics import (
+    row_uniforms,
+    sample_negatives,
+    sampled_ranks,
+    target_ranks,
+    topk_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("full", "sampled_uniform", "sampled_popularity", "pop_full")
+
+
+def next_item_inputs(srcs: Dict[str, Source], spec: FeatureSpec) -> NextItemInputs:
+    """The catalogue (every item that is a target in any split) and the training-target counts per item."""
+    catalogue = np.unique(np.concatenate([item_rows(s.files().dataset(), spec, s.row_filter) for s in srcs.values()]))
+    if catalogue.size == 0:
+        raise DataError(f"{srcs['train'].description}: no rows with a target item; next-item mode has nothing to rank")
+    train = srcs["train"]
+    rows = item_rows(train.files().dataset(), spec, train.row_filter)
+    counts = np.bincount(np.searchsorted(catalogue, rows), minlength=catalogue.size).astype(np.float64)
+    return NextItemInputs(catalogue=catalogue, item_counts=counts)
+
+
+@dataclass
+class NextItemReport:
+    """One split's next-item metrics: ``metrics[protocol]["HR@10"]`` for each protocol of ``PROTOCOLS``."""
+
+    split: str
+    users: int
+    catalogue: int
+    metrics: Dict[str, Dict[str, float]]
+    rows: Dict[str, Any]
+    seconds: float  # scoring the split: lookups, the matmuls, the ranks
+    sampled_negatives: int = 100
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=float).replace("NaN", "null"))
+
+
+@torch.no_grad()
+def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, inputs: NextItemInputs,
+              negatives: int, seed: int, depth: int = 0) -> Optional[Dict[str, np.ndarray]]:
+    """This rank's rows' ranks under every protocol; rank 0 gets every rank's, in request-id order, the
+    others None."""
+    dmp.eval()
+    popularity = torch.from_numpy(inputs.item_counts if inputs.item_counts is not None else np.ones(inputs.size))
+    parts: List[Tuple[np.ndarray, ...]] = []
+    bar = tqdm(prefetch(reader, depth), desc="rank", unit="batch", disable=not env.is_main, leave=False)
+    for batch, real in lockstep(bar, env, reader.sample_batch):
+        _, (_, scores, targets, _) = dmp(batch.to(env.device))
+        if not real:
+            continue
+        scores, targets = scores.float().cpu(), targets.cpu()
+        seen = batch.seen_mask(inputs.size)
+        excluded = seen.clone()
+        excluded[torch.arange(targets.shape[0]), targets] = True
+        keys = batch.request_ids.numpy()
+        uniform = sample_negatives(excluded, negatives, torch.from_numpy(row_uniforms(keys, inputs.size, seed)))
+        by_pop = sample_negatives(excluded, negatives, torch.from_numpy(row_uniforms(keys, inputs.size, seed + 1)),
+                                  popularity)
+        pop_scores = popularity[None].expand(targets.shape[0], -1)
+        ranks = (target_ranks(scores, targets, seen), sampled_ranks(scores, targets, uniform),
+                 sampled_ranks(scores, targets, by_pop), target_ranks(pop_scores, targets, seen))
+        parts.append((keys, *(r.numpy() for r in ranks)))
+    dmp.train()
+    local = [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0, np.int64)] * (1 + len(PROTOCOLS))
+    if sum_over_ranks(local[0].shape[0], env) == 0:
+        raise DataError(f"{reader.files}: the split has no usable rows ({reader.stats.as_dict()}); check the data "
+                        "and data.split")
+    gathered = gather_arrays(local, env, dst=0)
+    if gathered is None:
+        return None
+    order = np.argsort(gathered[0], kind="stable")
+    return {"request_id": gathered[0][order], **{p: r[order] for p, r in zip(PROTOCOLS, gathered[1:])}}
+
+
+def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
+                       split: str, srcs: Dict[str, Source], inputs: Optional[NextItemInputs] = None) -> NextItemReport:
+    """Scores ``split`` and writes ``run_dir/{split}.{json,md}``; returns the report on every rank."""
+    inputs = inputs if inputs is not None else next_item_inputs(srcs, spec)
+    options = dataclasses.replace(read_options(config, env, training=False),
+                                  next_item=dataclasses.replace(inputs, negatives=0, seen=True))
+    reader = srcs[split].reader(spec, config.model.effective_layout(), options)
+    start = time.perf_counter()
+    ranks = rank_rows(dmp, reader, env, inputs, config.eval.sampled_negatives, config.train.seed,
+                      config.data.prefetch)
+    seconds = time.perf_counter() - start
+    rows = sum_stats(reader.stats, env)
+    report: Optional[NextItemReport] = None
+    if env.is_main:
+        report = NextItemReport(
+            split=split, users=int(ranks["request_id"].size), catalogue=inputs.size, rows=rows, seconds=seconds,
+            metrics={p: topk_metrics(ranks[p], config.eval.ks) for p in PROTOCOLS},
+            sampled_negatives=config.eval.sampled_negatives,
+            extra={"source": srcs[split].description},
+        )
+        write_report(report, Path(config.run_dir), split)
+    return from_main(report, env)
+
+
+def write_report(report: NextItemReport, out_dir: Path, stem: str) -> Dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
+    paths["json"].write_text(json.dumps(report.as_dict(), indent=2))
+    names = list(next(iter(report.metrics.values())))
+    lines = [f"# Next-item {report.split} split: {report.users} users, {report.catalogue} items", "",
+             "| protocol | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for p, m in report.metrics.items():
+        lines.append(f"| {p} | " + " | ".join(f"{m[n]:.4f}" for n in names) + " |")
+    lines += ["", f"full: every item, seen items masked; sampled: the target among {report.sampled_negatives} "
+              "unseen items drawn uniformly / by training popularity; pop_full: items by training count, full "
+              f"ranking. Scored in {report.seconds:.1f}s."]
+    paths["markdown"].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+def summary_lines(report: NextItemReport) -> List[str]:
+    """The few lines a person reads at the end of a job."""
+    lines = [f"{report.users} users, {report.catalogue} items, scored in {report.seconds:.1f}s"]
+    for p, m in report.metrics.items():
+        lines.append(f"{p:>19}: " + "  ".join(f"{n} {v:.4f}" for n, v in m.items()))
+    r = report.rows
+    lines.append(f"rows read {r['rows_read']}, used {r['rows_used']}, rejected {r['rows_rejected']}")
+    return lines

@@ -1,0 +1,150 @@
+"""Next-item mode: a tower as a user encoder, scored by a dot product with the item table's rows.
+
+The batch's ``KeyedJaggedTensor`` holds ``B`` user rows and then ``N`` candidate rows
+(``features.next_item``): one lookup of the one (sharded) ``EmbeddingBagCollection`` gives the users'
+history tokens and the candidates' item embeddings from the same table the history's items read.
+
+- ``NextItemModel``: tokens -> tower -> a linear map to the item table's width -> ``B X D`` user vectors; the
+  candidate rows of the item feature -> ``N X D`` item vectors. The score of item ``i`` for user ``u`` is
+  ``<user_u, item_i>``.
+- The tower reads no candidate: the candidate's features are empty in the user rows, so the ``target``
+  the tower receives is zeros. Towers that concatenate it (mean, gru, mixer, mlp4rec) read nothing from it;
+  the Pyramid Mixer's readout pools each level against its learned query (``target_aware`` is off in this
+  mode). A tower whose readout only exists as target attention (``din``) is refused.
+- ``NextItemTrain`` owns the loss (``NextItemConfig.loss``): ``softmax`` (cross-entropy over the whole
+  catalogue, the sequential-recommendation papers' setting), ``sampled_softmax`` (the batch's targets plus
+  uniform negatives, with the log-Q correction ``logit - log q``) or ``bpr`` (``-log sigmoid(s_pos - s_neg)``
+  with one uniform negative per row).
+
+Example::
+
+    >>> cfg = NextItemConfig(loss="sampled_softmax", negatives=256)
+    >>> cfg.batch_negatives
+    256
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+
+from pyramid_mixer.embeddings.collisions import ManagedIds
+from pyramid_mixer.embeddings.tables import EmbeddingKeys
+from pyramid_mixer.features.next_item import NextItemBatch
+from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.tokens import PyramidLayout
+from pyramid_mixer.ranking.model import _token_mask
+
+torch.fx.wrap("_token_mask")  # a leaf here too: TorchRec's train pipeline traces this module's forward
+
+LOSSES = ("softmax", "sampled_softmax", "bpr")
+# towers with no candidate-free readout
+NEEDS_CANDIDATE = ("din",)
+
+
+@dataclass(frozen=True)
+class NextItemConfig:
+    """How next-item mode trains (read when ``model.task: next_item``).
+
+    Args:
+        loss: ``softmax`` (full catalogue), ``sampled_softmax`` (in-batch + uniform negatives, log-Q corrected)
+            or ``bpr`` (one uniform negative per row).
+        negatives: sampled_softmax: uniform negatives drawn per batch, besides the batch's own targets.
+    """
+
+    loss: str = "softmax"
+    negatives: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"next_item.loss={self.loss!r}: use one of {LOSSES}")
+        if self.negatives < 1:
+            raise ValueError(f"next_item.negatives={self.negatives}: must be >= 1")
+
+    @property
+    def batch_negatives(self) -> int:
+        """Uniform negatives a training batch carries: 0 (the whole catalogue) unless the loss samples."""
+        return self.negatives if self.loss in ("sampled_softmax", "bpr") else 0
+
+
+class NextItemModel(nn.Module):
+    """Args:
+    ebc: the embedding-bag collection (``embeddings.tables``); the item table is ``spec.target[0]``'s.
+    spec, layout: the feature spec and pyramid layout the reader uses.
+    tower: ``forward(tokens, mask, target) -> B X out_dim`` with ``config.out_dim`` (``ranking.towers``).
+    managed: managed-collision modules (``embeddings.collisions``), or None.
+    input_norm: layer-norm the tokens over ``F X D`` before the tower, as in CTR mode.
+
+    ``forward(kjt, dense)``: ``kjt`` has ``B + N`` rows, ``dense`` the ``B`` user rows' dense features (only
+    its row count is read); returns ``(users B X D, items N X D)``.
+    """
+
+    def __init__(
+        self,
+        ebc: EmbeddingBagCollection,
+        spec: FeatureSpec,
+        layout: PyramidLayout,
+        tower: nn.Module,
+        managed: Optional[ManagedIds] = None,
+        input_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.input_norm = input_norm
+        self.managed_ids = managed
+        self.sparse_arch = ebc
+        self.keys = EmbeddingKeys.build(spec, layout)
+        self.item_key = spec.target[0]
+        self.num_target_features = len(spec.target)
+        self.tower = tower
+        item_dim = spec.table(spec.sparse_feature(self.item_key).table).dim
+        self.user_head = nn.Linear(int(tower.config.out_dim), item_dim)
+
+    def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        k = self.keys
+        B = dense.shape[0]
+        rows = kjt if self.managed_ids is None else self.managed_ids(kjt)
+        pooled: KeyedTensor = self.sparse_arch(rows)
+        tokens, items = KeyedTensor.regroup([pooled], [k.tokens, [self.item_key]])
+        tokens = tokens[:B].view(B, k.num_slots, k.num_token_features, k.dim)
+        if self.input_norm:
+            tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
+        mask = _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])[:B]
+        target = tokens.new_zeros(B, self.num_target_features, k.dim)  # no candidate: see the module docstring
+        users = self.user_head(self.tower(tokens, mask, target))
+        return users, items[B:]
+
+
+class NextItemTrain(nn.Module):
+    """The model with its loss; returns ``(loss, (loss, scores B X N, targets B, row weights B))``, the
+    ``(loss, output)`` contract of TorchRec's train pipeline (as ``RankingTrain``).
+
+    Row weights scale each row's loss (0 for filler batches). With ``sampled_softmax`` the scores the loss
+    reads are log-Q corrected; the returned scores are the raw dot products.
+    """
+
+    def __init__(self, model: NextItemModel, config: NextItemConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(
+        self, batch: NextItemBatch
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        users, items = self.model(batch.sparse_features, batch.dense_features)
+        scores = users @ items.t()  # B X N: one matmul for every user against every candidate
+        w = batch.weights
+        if self.config.loss == "bpr":
+            pos = scores.gather(1, batch.targets[:, None])[:, 0]
+            neg = scores.gather(1, batch.row_negatives[:, None])[:, 0]
+            per_row = -nnf.logsigmoid(pos - neg)
+        else:
+            logits = scores - batch.log_q[None, :] if self.config.loss == "sampled_softmax" else scores
+            per_row = nnf.cross_entropy(logits, batch.targets, reduction="none")
+        loss = (per_row * w).mean()
+        return loss, (loss.detach(), scores.detach(), batch.targets, w)
