@@ -40,7 +40,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextI
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     managed = managed_ids(spec, layout, config.train.batch_size)
     if m.task == "next_item":
-        return NextItemTrain(NextItemModel(ebc, spec, layout, tower, managed, m.input_norm), m.next_item)
+        model = NextItemModel(ebc, spec, layout, tower, managed, m.input_norm, m.next_item.user_factor)
+        return NextItemTrain(model, m.next_item)
     return RankingTrain(
         RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed, config.model.input_norm),
         tuple(label.weight for label in spec.labels),

@@ -155,7 +155,7 @@ class ModelConfig:
         if self.task == "next_item":
             tower["target_aware"] = False  # no candidate: the readout's learned query
         return {"tower": tower,
-                "baseline": dict(shapes, num_tokens=layout.num_slots)}
+                "baseline": dict(shapes, num_tokens=layout.num_slots, candidate_free=self.task == "next_item")}
 
     def baseline_config(self, spec: FeatureSpec) -> BaselineConfig:
         return dataclasses.replace(self.baseline, **self.derived(spec)["baseline"])

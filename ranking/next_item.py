@@ -56,10 +56,13 @@ class NextItemConfig:
         loss: ``softmax`` (full catalogue), ``sampled_softmax`` (in-batch + uniform negatives, log-Q corrected)
             or ``bpr`` (one uniform negative per row).
         negatives: sampled_softmax: uniform negatives drawn per batch, besides the batch's own targets.
+        user_factor: add the user's id embedding (the spec's sparse feature on the ``user_id`` column) to the
+            user vector: BPR-MF (with ``tower_kind: none``) and FPMC (with ``tower_kind: last``).
     """
 
     loss: str = "softmax"
     negatives: int = 1000
+    user_factor: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -73,6 +76,19 @@ class NextItemConfig:
         return self.negatives if self.loss in ("sampled_softmax", "bpr") else 0
 
 
+def user_feature(spec: FeatureSpec, dim: int) -> str:
+    """The sparse feature holding the user id (on the spec's ``user_id`` column), checked to be ``dim`` wide."""
+    for f in spec.sparse:
+        if f.column == spec.user_id and not f.multi_valued:
+            width = spec.table(f.table).dim
+            if width != dim:
+                raise ValueError(f"next_item.user_factor: the user feature {f.name!r} has width {width}, the item "
+                                 f"table {dim}; give its table dim {dim} in the spec")
+            return f.name
+    raise ValueError(f"next_item.user_factor: the spec has no sparse feature on the user_id column "
+                     f"{spec.user_id!r}; add one (a table of users) to the spec")
+
+
 class NextItemModel(nn.Module):
     """Args:
     ebc: the embedding-bag collection (``embeddings.tables``); the item table is ``spec.target[0]``'s.
@@ -80,6 +96,8 @@ class NextItemModel(nn.Module):
     tower: ``forward(tokens, mask, target) -> B X out_dim`` with ``config.out_dim`` (``ranking.towers``).
     managed: managed-collision modules (``embeddings.collisions``), or None.
     input_norm: layer-norm the tokens over ``F X D`` before the tower, as in CTR mode.
+    user_factor: add the user id's embedding (the sparse feature on ``spec.user_id``, a table as wide as the
+        item table's) to the user vector.
 
     ``forward(kjt, dense)``: ``kjt`` has ``B + N`` rows, ``dense`` the ``B`` user rows' dense features (only
     its row count is read); returns ``(users B X D, items N X D)``.
@@ -93,6 +111,7 @@ class NextItemModel(nn.Module):
         tower: nn.Module,
         managed: Optional[ManagedIds] = None,
         input_norm: bool = True,
+        user_factor: bool = False,
     ) -> None:
         super().__init__()
         self.input_norm = input_norm
@@ -104,19 +123,26 @@ class NextItemModel(nn.Module):
         self.tower = tower
         item_dim = spec.table(spec.sparse_feature(self.item_key).table).dim
         self.user_head = nn.Linear(int(tower.config.out_dim), item_dim)
+        self.user_key: Optional[str] = None
+        if user_factor:
+            self.user_key = user_feature(spec, item_dim)
 
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         k = self.keys
         B = dense.shape[0]
         rows = kjt if self.managed_ids is None else self.managed_ids(kjt)
         pooled: KeyedTensor = self.sparse_arch(rows)
-        tokens, items = KeyedTensor.regroup([pooled], [k.tokens, [self.item_key]])
+        groups = [k.tokens, [self.item_key]] + ([[self.user_key]] if self.user_key is not None else [])
+        regrouped = KeyedTensor.regroup([pooled], groups)
+        tokens, items = regrouped[0], regrouped[1]
         tokens = tokens[:B].view(B, k.num_slots, k.num_token_features, k.dim)
         if self.input_norm:
             tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
         mask = _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])[:B]
         target = tokens.new_zeros(B, self.num_target_features, k.dim)  # no candidate: see the module docstring
         users = self.user_head(self.tower(tokens, mask, target))
+        if self.user_key is not None:
+            users = users + regrouped[2][:B]
         return users, items[B:]
 
 

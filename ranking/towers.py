@@ -3,8 +3,10 @@
 ``pyramid_mixer`` is the project's tower; the others are the baselines a ranking team compares it with
 (same inputs, same tables, same readout into the over arch): ``mean`` (mean pooling), ``din`` (target
 attention), ``sasrec`` (causal self-attention, BST/SASRec-style), ``gru`` (GRU4Rec-style), ``mixer``
-(a plain MLP-Mixer over full-resolution tokens), ``mlp4rec`` (sequence, channel and feature mixing) and
-``none`` (DLRM-style: pooled request features only; the history is ignored).
+(a plain MLP-Mixer over full-resolution tokens), ``mlp4rec`` (sequence, channel and feature mixing),
+``none`` (DLRM-style: pooled request features only; the history is ignored), and the sequential
+recommenders of next-item mode (``baselines.sequential``): ``last`` (FPMC's first-order transition),
+``bert4rec`` (bidirectional, cloze) and ``fmlp`` (FMLP-Rec's frequency-domain filters).
 
 Example::
 
@@ -28,6 +30,7 @@ from pyramid_mixer.ranking.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.baselines.mixers import Mlp4RecTower, MlpMixerTower
 from pyramid_mixer.ranking.baselines.pooling import MeanPoolTower, NoTower
 from pyramid_mixer.ranking.baselines.recurrent import GruTower
+from pyramid_mixer.ranking.baselines.sequential import Bert4RecTower, FmlpTower, LastItemTower
 from pyramid_mixer.ranking.init_streams import init_stream
 from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 
@@ -39,10 +42,13 @@ BASELINES: Dict[str, Callable[[BaselineConfig], nn.Module]] = {
     "mixer": MlpMixerTower,
     "mlp4rec": Mlp4RecTower,
     "none": NoTower,
+    "last": LastItemTower,
+    "bert4rec": Bert4RecTower,
+    "fmlp": FmlpTower,
 }
 TOWER_KINDS = ("pyramid_mixer",) + tuple(BASELINES)
 # The widths a baseline may read beyond its shapes; each baseline class names the ones it reads in ``reads``
-WIDTHS = ("hidden", "layers", "heads")
+WIDTHS = ("hidden", "layers", "heads", "mask_prob")
 
 
 def make_tower(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig) -> nn.Module:

@@ -121,7 +121,9 @@ class SasRecTower(nn.Module):
     no real position ever reads one. The readout: DIN's attention unit (``target_attention.TargetAttentionUnit``,
     as in the Pyramid Mixer's readout and ``DinTower``) scores each position's ``[token, encoding]``
     (``F·D + hidden``) against the candidate, padded positions weigh 0, no softmax; the weighted sum and the
-    encoding of the most recent real token (zeros for an empty history) are projected to ``out_dim``.
+    encoding of the most recent real token (zeros for an empty history) are projected to ``out_dim``. With
+    ``candidate_free`` (next-item mode) the readout is SASRec's: the most recent real token's encoding alone,
+    projected to ``out_dim`` (the candidate is not read).
 
     Args:
         config (BaselineConfig): shapes; ``hidden`` (divisible by ``heads``), ``layers``, ``heads``.
@@ -159,8 +161,12 @@ class SasRecTower(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(H, config.heads, device) for _ in range(config.layers))
         self.norm = nn.LayerNorm(H, device=device)
         C = config.num_features * config.dim + H  # a position read out: its token, then its encoding
-        self.unit = TargetAttentionUnit(C, config.num_target_features * config.dim, H, device)
-        self.out = nn.Linear(C + H, config.out_dim, device=device)
+        if config.candidate_free:  # SASRec's own readout: the most recent position's encoding
+            self.unit = None
+            self.out = nn.Linear(H, config.out_dim, device=device)
+        else:
+            self.unit = TargetAttentionUnit(C, config.num_target_features * config.dim, H, device)
+            self.out = nn.Linear(C + H, config.out_dim, device=device)
 
     def attention_mask(self, mask: Tensor) -> Tensor:
         """``mask: B X S`` -> ``B X 1 X S X S`` bool: query i may attend key j iff ``j >= i`` and j is real, or
@@ -200,9 +206,11 @@ class SasRecTower(nn.Module):
         B = tokens.size(0)
         flat = zero_padding(tokens, mask).flatten(2)  # B X S X (F·D), zero at padded slots (once, for both uses)
         h = self._encode(flat, mask)  # B X S X H
+        latest = mask.to(torch.uint8).argmax(1)  # B: first real slot (0 for an empty row, whose encoding is zero)
+        recent = h[torch.arange(B, device=h.device), latest]  # B X H
+        if self.unit is None:
+            return self.out(recent)
         z = torch.cat([flat, h], 2)  # B X S X (F·D + H), the token first
         attention = torch.where(mask, self.unit(z, target.reshape(B, 1, -1)), 0.0)  # B X S, padded tokens weigh 0
         pooled = torch.bmm(attention[:, None], z).squeeze(1)  # B X 1 X S @ B X S X (F·D + H) -> B X (F·D + H)
-        latest = mask.to(torch.uint8).argmax(1)  # B: first real slot (0 for an empty row, whose encoding is zero)
-        recent = h[torch.arange(B, device=h.device), latest]  # B X H
         return self.out(torch.cat([pooled, recent], 1))  # B X (F·D + 2·H) -> B X out_dim

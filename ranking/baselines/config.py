@@ -21,6 +21,9 @@ class BaselineConfig:
     hidden: width inside the tower (attention model width, GRU state, MLP hidden).
     layers: blocks (attention layers, GRU layers, mixer blocks).
     heads: attention heads (attention towers only).
+    mask_prob: ``bert4rec`` only: the share of history tokens replaced by the mask token in training (cloze).
+    candidate_free: no candidate (next-item mode, derived from ``model.task``): a tower whose readout is
+        target attention reads out without it (``sasrec``: the most recent position's encoding).
     """
 
     num_tokens: int = 96
@@ -31,11 +34,15 @@ class BaselineConfig:
     hidden: int = 64
     layers: int = 2
     heads: int = 2
+    mask_prob: float = 0.2
+    candidate_free: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "num_features", "dim", "num_target_features", "out_dim", "hidden", "layers",
                      "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BaselineConfig.{name}={getattr(self, name)}: must be >= 1")
+        if not 0.0 <= self.mask_prob < 1.0:
+            raise ValueError(f"BaselineConfig.mask_prob={self.mask_prob}: must be in [0, 1)")
         if self.num_target_features > self.num_features:
             raise ValueError("BaselineConfig.num_target_features cannot exceed num_features")
