@@ -18,7 +18,7 @@ PYRAMID = PyramidMixerConfig(level_tokens=(2, 4), num_features=F, dim=D, num_tar
                              out_dim=8, readout_hidden=8)
 BASELINE = BaselineConfig(num_tokens=S, num_features=F, dim=D, num_target_features=FT, out_dim=8, hidden=8,
                           layers=1, heads=2)
-OTHER_WIDTH = {"hidden": 16, "layers": 2, "heads": 4}
+OTHER_WIDTH = {"hidden": 16, "layers": 2, "heads": 4, "mask_prob": 0.5}
 
 
 def outputs(kind: str, pyramid: PyramidMixerConfig, baseline: BaselineConfig) -> Tuple[Dict, torch.Tensor]:

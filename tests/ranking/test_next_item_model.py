@@ -1,0 +1,98 @@
+"""Next-item model: scores are dot products with the item table's own rows, the user vector never sees the
+candidate or the other candidates, and each loss is the formula it names."""
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as nnf
+
+from pyramid_mixer.embeddings.tables import embedding_bag_collection
+from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs
+from pyramid_mixer.features.spec import default_spec
+from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
+from pyramid_mixer.ranking.next_item import NextItemConfig, NextItemModel, NextItemTrain
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from tests.logs import SCHEMA, random_rows
+
+LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
+
+
+def _setup(user_factor=False, seed=0):
+    torch.manual_seed(seed)
+    spec = dataclasses.replace(default_spec(), tables=tuple(
+        dataclasses.replace(t, num_embeddings=min(t.num_embeddings, 2000)) for t in default_spec().tables))
+    ebc = embedding_bag_collection(spec, LAYOUT, device=torch.device("cpu"))
+    tower = PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=spec.num_token_features,
+                                            dim=16, num_target_features=len(spec.target), out_dim=8,
+                                            target_aware=False))
+    model = NextItemModel(ebc, spec, LAYOUT, tower, user_factor=user_factor)
+    rows = random_rows(24, seed=seed, max_history=20)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    catalogue = np.unique(table.column("item_id").to_numpy())
+    return spec, model, table, catalogue
+
+
+def _batch(spec, table, catalogue, **kw):
+    return NextItemBuilder(spec, LAYOUT, NextItemInputs(catalogue, **kw)).build(table)
+
+
+def test_scores_are_dot_products_with_the_item_tables_rows():
+    spec, model, table, catalogue = _setup()
+    b = _batch(spec, table, catalogue)
+    users, items = model(b.sparse_features, b.dense_features)
+    assert users.shape == (table.num_rows, 16) and items.shape == (catalogue.size, 16)
+    weight = model.sparse_arch.embedding_bags["t_item"].weight
+    torch.testing.assert_close(items, weight[torch.from_numpy(catalogue)], rtol=0, atol=0)  # one table, no copy
+    _, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig())(b)
+    torch.testing.assert_close(scores, users @ weight[torch.from_numpy(catalogue)].t())
+
+
+def test_the_user_vector_sees_neither_its_item_nor_the_candidates():
+    spec, model, table, catalogue = _setup()
+    model.eval()
+    full = _batch(spec, table, catalogue)
+    users, _ = model(full.sparse_features, full.dense_features)
+    # other candidates (a sample of the catalogue) and another target item in the row: the same users
+    sampled = _batch(spec, table, catalogue, negatives=3)
+    moved = table.set_column(table.schema.get_field_index("item_id"), "item_id",
+                             pa.array(np.roll(table.column("item_id").to_numpy(), 1)))
+    for b in (sampled, _batch(spec, moved, catalogue)):
+        torch.testing.assert_close(model(b.sparse_features, b.dense_features)[0], users, rtol=0, atol=0)
+
+
+def test_user_factor_adds_the_user_rows_embedding():
+    spec, model, table, catalogue = _setup(user_factor=True)
+    b = _batch(spec, table, catalogue)
+    with_factor, _ = model(b.sparse_features, b.dense_features)
+    model.user_key = None
+    without, _ = model(b.sparse_features, b.dense_features)
+    user_rows = b.sparse_features["user"].values()[: table.num_rows]
+    torch.testing.assert_close(with_factor - without, model.sparse_arch.embedding_bags["t_user"].weight[user_rows])
+
+
+def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
+    spec, model, table, catalogue = _setup()
+    full = _batch(spec, table, catalogue)
+    loss, (_, scores, targets, w) = NextItemTrain(model, NextItemConfig(loss="softmax"))(full)
+    torch.testing.assert_close(loss, nnf.cross_entropy(scores, targets))
+    loss.backward()
+    grad = model.sparse_arch.embedding_bags["t_item"].weight.grad
+    assert bool((grad[torch.from_numpy(catalogue)].abs().sum(1) > 0).all())  # every catalogue row learns
+    sampled = _batch(spec, table, catalogue, negatives=5, item_counts=np.ones(catalogue.size))
+    loss, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig(loss="sampled_softmax"))(sampled)
+    torch.testing.assert_close(loss, nnf.cross_entropy(scores - sampled.log_q[None], targets))
+    assert bool((sampled.log_q < 0).all())
+    loss, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig(loss="bpr"))(sampled)
+    pos = scores[torch.arange(len(targets)), targets]
+    neg = scores[torch.arange(len(targets)), sampled.row_negatives]
+    torch.testing.assert_close(loss, -nnf.logsigmoid(pos - neg).mean())
+    zero = dataclasses.replace(sampled, weights=torch.zeros_like(sampled.weights))
+    assert float(NextItemTrain(model, NextItemConfig(loss="bpr"))(zero)[0].detach()) == 0.0  # filler rows weigh nothing
+
+
+def test_config_rejects_unknown_losses():
+    with pytest.raises(ValueError, match="softmax"):
+        NextItemConfig(loss="hinge")
