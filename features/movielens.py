@@ -20,7 +20,12 @@ Output: one row per rating, in the order of ``ml-100k.inter`` (``request_id`` = 
 Tokens (users, items, genres, occupations) become dense int64 ids from 1 (0 = unknown). Tokens that are all
 integers keep their numeric order, so ml-100k's user and item ids are unchanged.
 
-The history and Parquet helpers it shares with ``kuairand`` live in ``conversion``.
+``k_core`` (0: off) keeps only the ratings of the k-core: users and items with fewer than k ratings are
+dropped, repeatedly until stable, before the histories are built; the ids of what is kept do not change.
+
+The readers of the item and user files and the writer (``item_features``, ``user_features``,
+``write_movielens``) serve ``movielens1m`` too; the history and Parquet helpers it shares with ``kuairand``
+and ``amazon`` live in ``conversion``.
 
 Example::
 
@@ -38,7 +43,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -49,11 +54,16 @@ from pyramid_mixer.features.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,
+    dense_ids,
     events_after,
     gather_ranges,
+    k_core_mask,
     list_column,
+    parse_floats,
+    parse_ints,
     split_tokens,
     to_table,
+    token_vocabulary,
     write_parts,
 )
 from pyramid_mixer.features.schema import DataError
@@ -61,9 +71,16 @@ from pyramid_mixer.features.schema import DataError
 __all__ = [
     "MOVIELENS_SCHEMA",
     "ML100K_FILES",
+    "Events",
+    "Items",
+    "Users",
     "convert_movielens",
     "fetch_recbole_ml100k",
+    "item_features",
+    "rating_events",
     "read_atomic",
+    "user_features",
+    "write_movielens",
 ]
 
 RECBOLE_WHEEL = "recbole==1.2.1"
@@ -98,40 +115,8 @@ MOVIELENS_SCHEMA = pa.schema(
 )
 
 
-def token_vocabulary(*columns: pa.Array) -> pa.Array:
-    """The distinct tokens of the columns, sorted numerically when all are integers, else as strings."""
-    unique = pc.unique(pa.chunked_array([c for c in columns if len(c)], pa.string()).combine_chunks())
-    unique = unique.filter(pc.not_equal(unique, ""))
-    try:
-        keys = pc.cast(unique, pa.int64())
-    except pa.ArrowInvalid:
-        keys = unique
-    return unique.take(pc.sort_indices(keys))
-
-
-def dense_ids(tokens: pa.Array, vocabulary: pa.Array) -> np.ndarray:
-    """int64 ids from 1 (position in ``vocabulary`` + 1); 0 for tokens not in it."""
-    index = pc.fill_null(pc.index_in(tokens, value_set=vocabulary), -1)
-    return index.to_numpy(zero_copy_only=False).astype(np.int64) + 1
-
-
-def parse_ints(column: pa.Array) -> np.ndarray:
-    """int64 of strings that are plain non-negative integers; 0 for anything else (``unknown``, ``V``, '')."""
-    plain = pc.fill_null(pc.match_substring_regex(column, r"^\s*\d{1,18}\s*$"), False)
-    values = pc.cast(pc.utf8_trim_whitespace(pc.if_else(plain, column, "0")), pa.int64())
-    return values.to_numpy(zero_copy_only=False)
-
-
-def parse_floats(column: pa.Array, path: Path, name: str) -> np.ndarray:
-    """float64 of a string column; a value that is not a number is a ``DataError`` naming file and column."""
-    try:
-        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid as e:
-        raise DataError(f"{path}: column {name!r} must hold numbers: {e}") from e
-
-
 # --------------------------------------------------------------------------------------------------------
-# MovieLens-100k.
+# MovieLens-100k, and the item and user features and the writer that movielens1m shares.
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -168,7 +153,7 @@ def read_atomic(path: Path, required: Sequence[str]) -> Dict[str, pa.Array]:
 
 
 @dataclass(frozen=True)
-class _Items:
+class Items:
     """Item features by dense item id (index 0 = unknown item)."""
 
     category: np.ndarray  # I + 1: first genre id
@@ -178,7 +163,7 @@ class _Items:
 
 
 @dataclass(frozen=True)
-class _Users:
+class Users:
     """User features by dense user id (index 0 = unknown user)."""
 
     age: np.ndarray  # U + 1: bucket
@@ -187,13 +172,17 @@ class _Users:
 
 
 @dataclass(frozen=True)
-class _Events:
+class Events:
     """The ratings, in input order."""
 
     user: np.ndarray  # N dense ids
     item: np.ndarray  # N dense ids
     rating: np.ndarray  # N float64
     time: np.ndarray  # N int64 unix seconds
+
+    def take(self, keep: np.ndarray) -> "Events":
+        """The events where ``keep`` (N bool) holds, in input order."""
+        return Events(user=self.user[keep], item=self.item[keep], rating=self.rating[keep], time=self.time[keep])
 
 
 def _first_rows(ids: np.ndarray) -> np.ndarray:
@@ -202,13 +191,23 @@ def _first_rows(ids: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def _item_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Items:
+def item_features(item_ids: pa.Array, genres: pa.Array, separator: str, vocabulary: pa.Array,
+                  release_year: Optional[pa.Array] = None) -> Items:
+    """Item features from the rows of an item file.
+
+    Args:
+        item_ids: R item tokens (a token repeated: its first row wins).
+        genres: R strings of genre names joined by ``separator``; the first one is the item's category.
+        separator: what joins the genres (``" "`` in RecBole's files, ``"|"`` in GroupLens' ``movies.dat``).
+        vocabulary: the item tokens, in dense-id order.
+        release_year: R strings, the year where it is a plain integer (0 otherwise); None: all 0.
+    """
     n = len(vocabulary) + 1
-    all_ids = dense_ids(cols["item_id"], vocabulary)
+    all_ids = dense_ids(item_ids, vocabulary)
     rows = _first_rows(all_ids)
     ids = all_ids[rows]
-    counts, genres = split_tokens(cols["class"].take(pa.array(rows)), " ")
-    genre_ids = dense_ids(genres, token_vocabulary(genres))
+    counts, names = split_tokens(genres.take(pa.array(rows)), separator)
+    genre_ids = dense_ids(names, token_vocabulary(names))
     per_item = np.zeros(n, dtype=np.int64)
     per_item[ids] = counts
     tag_offsets = np.zeros(n + 1, dtype=np.int64)
@@ -221,12 +220,14 @@ def _item_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Items:
     has = per_item > 0
     category[has] = tag_values[tag_offsets[:-1][has]]
     year = np.zeros(n, dtype=np.int64)
-    if "release_year" in cols:
-        year[ids] = parse_ints(cols["release_year"].take(pa.array(rows)))
-    return _Items(category=category, year=year, tag_offsets=tag_offsets, tag_values=tag_values)
+    if release_year is not None:
+        year[ids] = parse_ints(release_year.take(pa.array(rows)))
+    return Items(category=category, year=year, tag_offsets=tag_offsets, tag_values=tag_values)
 
 
-def _user_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Users:
+def user_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> Users:
+    """User features from the string columns of a user file: ``user_id`` and, where present, ``age`` (years or
+    MovieLens-1M's bucket codes, both bucketed by ``AGE_EDGES``), ``gender`` (M/F), ``occupation`` (a token)."""
     n = len(vocabulary) + 1
     all_ids = dense_ids(cols["user_id"], vocabulary)
     rows = _first_rows(all_ids)
@@ -240,27 +241,36 @@ def _user_features(cols: Dict[str, pa.Array], vocabulary: pa.Array) -> _Users:
     if "occupation" in cols:
         occ = cols["occupation"].take(pa.array(rows))
         occupation[ids] = dense_ids(occ, token_vocabulary(occ))
-    return _Users(age=age, gender=gender, occupation=occupation)
+    return Users(age=age, gender=gender, occupation=occupation)
 
 
-def _read_ml100k(source: Path) -> Tuple[_Events, _Items, _Users]:
+def rating_events(user: pa.Array, item: pa.Array, rating: pa.Array, timestamp: pa.Array, user_vocab: pa.Array,
+                  item_vocab: pa.Array, path: Path) -> Events:
+    """The ratings of a file's string columns; a non-number or an empty user or item is a ``DataError``."""
+    events = Events(
+        user=dense_ids(user, user_vocab),
+        item=dense_ids(item, item_vocab),
+        rating=parse_floats(rating, path, "rating"),
+        time=np.floor(parse_floats(timestamp, path, "timestamp")).astype(np.int64),
+    )
+    if (events.user == 0).any() or (events.item == 0).any():
+        raise DataError(f"{path}: empty user_id or item_id tokens")
+    return events
+
+
+def _read_ml100k(source: Path) -> Tuple[Events, Items, Users]:
     inter = read_atomic(source / "ml-100k.inter", ("user_id", "item_id", "rating", "timestamp"))
     item = read_atomic(source / "ml-100k.item", ("item_id", "class"))
     user = read_atomic(source / "ml-100k.user", ("user_id",))
     user_vocab = token_vocabulary(inter["user_id"], user["user_id"])
     item_vocab = token_vocabulary(inter["item_id"], item["item_id"])
-    events = _Events(
-        user=dense_ids(inter["user_id"], user_vocab),
-        item=dense_ids(inter["item_id"], item_vocab),
-        rating=parse_floats(inter["rating"], source / "ml-100k.inter", "rating"),
-        time=np.floor(parse_floats(inter["timestamp"], source / "ml-100k.inter", "timestamp")).astype(np.int64),
-    )
-    if (events.user == 0).any() or (events.item == 0).any():
-        raise DataError(f"{source / 'ml-100k.inter'}: empty user_id or item_id tokens")
-    return events, _item_features(item, item_vocab), _user_features(user, user_vocab)
+    events = rating_events(inter["user_id"], inter["item_id"], inter["rating"], inter["timestamp"], user_vocab,
+                           item_vocab, source / "ml-100k.inter")
+    items = item_features(item["item_id"], item["class"], " ", item_vocab, item.get("release_year"))
+    return events, items, user_features(user, user_vocab)
 
 
-def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: HistoryIndex, after: np.ndarray,
+def _movielens_chunk(events: Events, items: Items, users: Users, hist: HistoryIndex, after: np.ndarray,
                      lo: int, hi: int) -> pa.Table:
     """The ``MOVIELENS_SCHEMA`` rows of events ``lo .. hi - 1``."""
     item, user = events.item[lo:hi], events.user[lo:hi]
@@ -291,22 +301,24 @@ def _movielens_chunk(events: _Events, items: _Items, users: _Users, hist: Histor
     return to_table(cols, MOVIELENS_SCHEMA)
 
 
-def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group_rows: int = 20_000) -> ConvertSummary:
-    """Converts RecBole's ml-100k atomic files to Parquet impressions (see the module docstring).
+def write_movielens(events: Events, items: Items, users: Users, out: Path, max_history: int, row_group_rows: int,
+                    k_core: int = 0, start: Optional[float] = None) -> ConvertSummary:
+    """Writes ``MOVIELENS_SCHEMA`` rows of the ratings (those of the ``k_core``-core when it is > 1).
 
     Args:
-        source: directory holding ``ml-100k.inter``, ``ml-100k.item`` and ``ml-100k.user``.
+        events, items, users: the ratings and the features of their items and users.
         out: output directory; ``part-*.parquet`` files already there are replaced.
-        max_history: cap on the history length (most recent kept).
+        max_history: cap on the history length of the training rows (``events_after >= 2``).
         row_group_rows: rows per Parquet row group.
-
-    Returns:
-        the summary of what was written.
+        k_core: k-core filtering: users and items with fewer ratings are dropped, repeatedly (0: off); the
+            ids of what is kept do not change.
+        start: ``time.perf_counter()`` when the conversion began (the summary's time); None: now.
     """
     if row_group_rows <= 0:
         raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
-    start = time.perf_counter()
-    events, items, users = _read_ml100k(Path(source))
+    start = time.perf_counter() if start is None else start
+    if k_core > 1:
+        events = events.take(k_core_mask(events.user, events.item, k_core))
     n = events.user.shape[0]
     after = events_after(events.user, events.time)
     hist = HistoryIndex.build(events.user, events.time, np.ones(n, dtype=bool), max_history, uncapped=after <= 1)
@@ -321,6 +333,28 @@ def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group
         files=tuple(files),
         seconds=time.perf_counter() - start,
     )
+
+
+def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group_rows: int = 20_000,
+                      k_core: int = 0) -> ConvertSummary:
+    """Converts RecBole's ml-100k atomic files to Parquet impressions (see the module docstring).
+
+    Args:
+        source: directory holding ``ml-100k.inter``, ``ml-100k.item`` and ``ml-100k.user``.
+        out: output directory; ``part-*.parquet`` files already there are replaced.
+        max_history: cap on the history length (most recent kept).
+        row_group_rows: rows per Parquet row group.
+        k_core: k-core filtering (0: off): users and items with fewer ratings are dropped, repeatedly until
+            every one left has at least this many; the ids of what is kept do not change.
+
+    Returns:
+        the summary of what was written.
+    """
+    if row_group_rows <= 0:
+        raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
+    start = time.perf_counter()
+    events, items, users = _read_ml100k(Path(source))
+    return write_movielens(events, items, users, Path(out), max_history, row_group_rows, k_core, start)
 
 
 def fetch_recbole_ml100k(dest: Path) -> Path:
