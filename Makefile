@@ -3,6 +3,7 @@
 #   make test   installs and runs the test suite
 #   make bench-quality   every tower and ablation, 5 seeds planted + 3 MovieLens-100k -> benchmarks/quality
 #   make bench-speed     examples/s of every tower against history length, tower GFLOP/s -> benchmarks/speed
+#   make bench-nextitem  next-item HR@10 / NDCG@10 / MRR@20 of every model, 3 seeds, ML-100k -> benchmarks/nextitem
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ CONFIG ?=
 STAMP  := $(VENV)/.installed
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: demo test install clean bench-quality bench-speed
+.PHONY: demo test install clean bench-quality bench-speed bench-nextitem
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ test: install
 
 bench-quality: install
 	$(BIN)/python -m pyramid_mixer.jobs.bench_quality
+
+bench-nextitem: install
+	$(BIN)/python -m pyramid_mixer.jobs.bench_next_item
 
 bench-speed: install
 	$(BIN)/python -m pyramid_mixer.jobs.bench_speed

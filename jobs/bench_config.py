@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 
-DATASET_KINDS = ("planted", "movielens")
+DATASET_KINDS = ("planted", "movielens", "movielens-1m", "beauty")
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,12 @@ class BenchDataset:
 
     Args:
         name: names the rows of the tables and the data directory (``work_dir/data/<name>``).
-        kind: ``planted`` (generated from the job config's ``generate`` section) or ``movielens``
-            (MovieLens-100k converted by the convert job, with the packaged MovieLens spec).
+        kind: ``planted`` (generated from the job config's ``generate`` section), ``movielens``
+            (MovieLens-100k converted by the convert job, with the packaged MovieLens spec), ``movielens-1m`` or
+            ``beauty`` (converted from the files in ``source``, with their packaged specs).
         config: the job config the trials start from (None: the packaged demo config).
-        source: movielens only: a directory with ``ml-100k.{inter,item,user}``; empty: fetch the recbole
-            wheel from PyPI into ``work_dir/data/<name>/source``.
+        source: movielens: a directory with ``ml-100k.{inter,item,user}`` (empty: fetch the recbole wheel from
+            PyPI into ``work_dir/data/<name>/source``); movielens-1m / beauty: the directory with their files.
         overrides: job-config overrides for every trial on this dataset (``key.path=value``).
         seeds: training seeds on this dataset (the first runs the search); empty: the benchmark's ``seeds``.
             More seeds where the differences to resolve are small against the seed-to-seed spread.

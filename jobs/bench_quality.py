@@ -39,6 +39,7 @@ from pyramid_mixer.jobs.bench_config import BenchConfig, BenchDataset, load_benc
 from pyramid_mixer.jobs.bench_tables import write_results
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
+from pyramid_mixer.jobs.next_item_eval import NextItemReport
 from pyramid_mixer.ranking.towers import effective_tower_config
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,11 @@ def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:
         stamp = {"kind": ds.kind, "generate": to_dict(job.generate)}
         extra: Tuple[str, ...] = ()
     else:
-        from pyramid_mixer.jobs.convert import movielens_spec_path
+        from pyramid_mixer.jobs.convert import spec_path
 
         job = load_config(ds.config, list(ds.overrides))
-        stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history}
-        extra = (f"data.spec={movielens_spec_path()}",)
+        stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history, "format": 2}
+        extra = () if job.data.spec != "default" else (f"data.spec={spec_path(ds.kind)}",)
     if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
         _write_dataset(ds, job, out)
         stamp_path.write_text(json.dumps(stamp))
@@ -126,15 +127,18 @@ def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
         s = generate(job)
         log.info("%s: generated %s rows, oracle click AUC %.4f", ds.name, f"{s.rows:,}", s.oracle_click_auc)
         return
+    from pyramid_mixer.features.amazon import convert_amazon
     from pyramid_mixer.features.movielens import ML100K_FILES, convert_movielens, fetch_recbole_ml100k
+    from pyramid_mixer.features.movielens1m import convert_movielens1m
 
     source = Path(ds.source) if ds.source else out / "source"
-    if not ds.source and not all((source / n).is_file() for n in ML100K_FILES):
+    if ds.kind == "movielens" and not ds.source and not all((source / n).is_file() for n in ML100K_FILES):
         log.info("%s: fetching ml-100k from the recbole 1.2.1 wheel into %s", ds.name, source)
         fetch_recbole_ml100k(source)
     for part in out.glob("part-*.parquet"):
         part.unlink()
-    s = convert_movielens(source, out, max_history=job.generate.max_history)
+    convert = {"movielens": convert_movielens, "movielens-1m": convert_movielens1m, "beauty": convert_amazon}[ds.kind]
+    s = convert(source, out, max_history=job.generate.max_history)
     log.info("%s: converted %s rows (%d users, %d items)", ds.name, f"{s.rows:,}", s.users, s.items)
 
 
@@ -171,20 +175,45 @@ def run_trial(trial: Trial) -> Dict[str, Any]:
         raise RuntimeError(f"trial {trial.key} failed: {e}\n{quiet.getvalue()[-2000:]}") from e
     finally:
         torch.set_num_threads(threads)
-    splits = {}
-    for split, report in result.reports.items():
-        splits["test" if split == "eval" else split] = {
-            "labels": {m.label: {"auc": m.auc, "uauc": m.uauc, "gauc": m.gauc, "oracle_auc": m.oracle_auc,
-                                 "rows": m.rows, "uauc_users": m.uauc_users} for m in report.labels},
-            "popularity_auc": report.popularity_auc,
-            "rows": {k: report.rows[k] for k in ("rows_read", "rows_used", "rows_rejected")},
-            "fusion_gate": report.fusion_gate,
-        }
+    splits = {("test" if split == "eval" else split): split_result(report) for split, report in result.reports.items()}
     return {
         "dataset": trial.dataset, "variant": trial.variant, "candidate": trial.candidate, "seed": trial.seed,
         "overrides": list(trial.overrides), "parameters": result.num_parameters,
         "train_seconds": result.seconds, "rows_trained": result.rows_trained, "splits": splits,
     }
+
+
+def split_result(report: Any) -> Dict[str, Any]:
+    """What a trial keeps of one split's report: per-label AUCs (CTR) or the ranking metrics (next item)."""
+    rows = {k: report.rows[k] for k in ("rows_read", "rows_used", "rows_rejected")}
+    if isinstance(report, NextItemReport):
+        return {"metrics": report.metrics, "users": report.users, "catalogue": report.catalogue, "rows": rows,
+                "eval_seconds": report.seconds, "score_seconds": report.score_seconds}
+    return {
+        "labels": {m.label: {"auc": m.auc, "uauc": m.uauc, "gauc": m.gauc, "oracle_auc": m.oracle_auc,
+                             "rows": m.rows, "uauc_users": m.uauc_users} for m in report.labels},
+        "popularity_auc": report.popularity_auc,
+        "rows": rows,
+        "fusion_gate": report.fusion_gate,
+    }
+
+
+def valid_click_auc(result: Dict[str, Any]) -> float:
+    """A CTR trial's selection score: the valid AUC of the first label."""
+    labels = result["splits"]["valid"]["labels"]
+    return float(labels[next(iter(labels))]["auc"])
+
+
+def trial_line(trial: Trial, res: Dict[str, Any]) -> str:
+    """One progress line per finished trial: its valid and test headline metric and its train time."""
+    head = f"{trial.dataset:>10} {trial.variant:<24} c{trial.candidate} s{trial.seed}  "
+    valid, test = res["splits"]["valid"], res["splits"]["test"]
+    if "metrics" in test:
+        return head + (f"valid NDCG@10 {valid['metrics']['full']['NDCG@10']:.4f}  "
+                       f"test NDCG@10 {test['metrics']['full']['NDCG@10']:.4f}  {res['train_seconds']:.0f}s")
+    first = next(iter(test["labels"]))
+    return head + (f"valid {first} AUC {valid['labels'][first]['auc']:.4f}  "
+                   f"test AUC {test['labels'][first]['auc']:.4f}  {res['train_seconds']:.0f}s")
 
 
 def _worker_init() -> None:
@@ -215,11 +244,7 @@ def run_trials(bench: BenchConfig, trials: List[Trial], desc: str) -> List[Dict[
             (cache / f"{trial.key}.json").write_text(json.dumps(res, indent=1))
             done[trial.key] = res
             trained[trial.model] = (trial, res)
-            test = res["splits"]["test"]["labels"]
-            first = next(iter(test))
-            bar.write(f"{trial.dataset:>10} {trial.variant:<24} c{trial.candidate} s{trial.seed}  "
-                      f"valid {first} AUC {res['splits']['valid']['labels'][first]['auc']:.4f}  "
-                      f"test AUC {test[first]['auc']:.4f}  {res['train_seconds']:.0f}s")
+            bar.write(trial_line(trial, res))
             bar.update(1)
     for t in todo:
         if t.key not in done:
@@ -241,29 +266,37 @@ def _run(bench: BenchConfig, todo: List[Trial]) -> Iterator[Tuple[Trial, Dict[st
         yield from zip(todo, pool.imap(run_trial, todo))
 
 
-def best_candidates(results: List[Dict[str, Any]]) -> Dict[Tuple[str, str], int]:
-    """Per (dataset, variant): the candidate with the best valid AUC of the first label (first wins ties)."""
+def best_candidates(results: List[Dict[str, Any]], score_of: Callable[[Dict[str, Any]], float] = valid_click_auc
+                    ) -> Dict[Tuple[str, str], int]:
+    """Per (dataset, variant): the candidate with the best valid score (``score_of``; by default the valid AUC
+    of the first label), the first candidate winning ties."""
     best: Dict[Tuple[str, str], Tuple[float, int]] = {}
     for r in results:
-        labels = r["splits"]["valid"]["labels"]
-        score = labels[next(iter(labels))]["auc"]
+        score = score_of(r)
         key = (r["dataset"], r["variant"])
         if key not in best or score > best[key][0] or (score == best[key][0] and r["candidate"] < best[key][1]):
             best[key] = (score, r["candidate"])
     return {k: c for k, (_, c) in best.items()}
 
 
-def run_bench(bench: BenchConfig) -> Dict[str, Any]:
-    """Runs the whole benchmark and writes ``out_dir/quality.{json,md,png}``; returns the JSON data."""
-    start = time.perf_counter()
+def search_and_seeds(bench: BenchConfig, score_of: Callable[[Dict[str, Any]], float] = valid_click_auc
+                     ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], Dict[Tuple[str, str], int]]:
+    """Every search candidate with the first seed, then the best one (``score_of`` on the valid split) with
+    the other seeds. Returns (the winners' trials over every seed, every search trial, the winners)."""
     data = {ds.name: prepare_data(bench, ds) for ds in bench.datasets}
     every = {ds.name: range(len(bench.search_for(ds))) for ds in bench.datasets}
     search = run_trials(bench, trials_for(bench, data, lambda s: s[:1], lambda d, v: every[d]), "search")
-    chosen = best_candidates(search)
+    chosen = best_candidates(search, score_of)
     rest = run_trials(bench, trials_for(bench, data, lambda s: s[1:], lambda d, v: [chosen[(d, v)]]), "seeds")
     final = [r for r in search if r["candidate"] == chosen[(r["dataset"], r["variant"])]] + rest
-    out = write_results(bench, final, search, chosen, time.perf_counter() - start)
-    return out
+    return final, search, chosen
+
+
+def run_bench(bench: BenchConfig) -> Dict[str, Any]:
+    """Runs the whole benchmark and writes ``out_dir/quality.{json,md,png}``; returns the JSON data."""
+    start = time.perf_counter()
+    final, search, chosen = search_and_seeds(bench)
+    return write_results(bench, final, search, chosen, time.perf_counter() - start)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -229,5 +229,11 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> JobConfig:
-    """Reads ``path`` (None: the packaged demo config), applies ``key.path=value`` overrides."""
-    return load_file(JobConfig, Path(path) if path else default_config_path(), overrides)
+    """Reads ``path`` (None: the packaged demo config; the name of a packaged config that is not a file here,
+    such as ``next_item``: that config), applies ``key.path=value`` overrides."""
+    if not path:
+        return load_file(JobConfig, default_config_path(), overrides)
+    packaged = default_config_path().with_name(f"{path}.yaml")
+    if "/" not in path and not Path(path).exists() and packaged.is_file():
+        return load_file(JobConfig, packaged, overrides)
+    return load_file(JobConfig, Path(path), overrides)

@@ -86,11 +86,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def movielens_spec_path() -> Path:
-    """The packaged feature spec for the MovieLens output."""
-    return default_spec_path().with_name("movielens.yaml")
-
-
 def spec_path(dataset: str) -> Path:
     """The packaged feature spec that reads a dataset's output."""
     return default_spec_path().with_name(SPECS[dataset])

@@ -45,7 +45,9 @@ from pyramid_mixer.ranking.next_item_metrics import (
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("full", "sampled_uniform", "sampled_popularity", "pop_full")
+# the model's ranks in full ranking and among sampled negatives (uniform, by popularity), then Pop's
+PROTOCOLS = ("full", "sampled_uniform", "sampled_popularity", "pop_full", "pop_sampled_uniform",
+             "pop_sampled_popularity")
 
 
 def next_item_inputs(srcs: Dict[str, Source], spec: FeatureSpec) -> NextItemInputs:
@@ -68,7 +70,8 @@ class NextItemReport:
     catalogue: int
     metrics: Dict[str, Dict[str, float]]
     rows: Dict[str, Any]
-    seconds: float  # scoring the split: lookups, the matmuls, the ranks
+    seconds: float  # the whole split: reading and building the batches, scoring, ranking, sampling
+    score_seconds: float = 0.0  # full ranking alone: the model's forward (one matmul per batch) and the ranks
     sampled_negatives: int = 100
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -78,19 +81,23 @@ class NextItemReport:
 
 @torch.no_grad()
 def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv, inputs: NextItemInputs,
-              negatives: int, seed: int, depth: int = 0) -> Optional[Dict[str, np.ndarray]]:
+              negatives: int, seed: int, depth: int = 0) -> Tuple[Optional[Dict[str, np.ndarray]], float]:
     """This rank's rows' ranks under every protocol; rank 0 gets every rank's, in request-id order, the
-    others None."""
+    others None; and the seconds this rank spent in full ranking (forward, matmul, ranks)."""
     dmp.eval()
     popularity = torch.from_numpy(inputs.item_counts if inputs.item_counts is not None else np.ones(inputs.size))
     parts: List[Tuple[np.ndarray, ...]] = []
     bar = tqdm(prefetch(reader, depth), desc="rank", unit="batch", disable=not env.is_main, leave=False)
+    score_seconds = 0.0
     for batch, real in lockstep(bar, env, reader.sample_batch):
+        start = time.perf_counter()
         _, (_, scores, targets, _) = dmp(batch.to(env.device))
         if not real:
             continue
         scores, targets = scores.float().cpu(), targets.cpu()
         seen = batch.seen_mask(inputs.size)
+        full = target_ranks(scores, targets, seen)
+        score_seconds += time.perf_counter() - start
         excluded = seen.clone()
         excluded[torch.arange(targets.shape[0]), targets] = True
         keys = batch.request_ids.numpy()
@@ -98,8 +105,9 @@ def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv
         by_pop = sample_negatives(excluded, negatives, torch.from_numpy(row_uniforms(keys, inputs.size, seed + 1)),
                                   popularity)
         pop_scores = popularity[None].expand(targets.shape[0], -1)
-        ranks = (target_ranks(scores, targets, seen), sampled_ranks(scores, targets, uniform),
-                 sampled_ranks(scores, targets, by_pop), target_ranks(pop_scores, targets, seen))
+        ranks = (full, sampled_ranks(scores, targets, uniform), sampled_ranks(scores, targets, by_pop),
+                 target_ranks(pop_scores, targets, seen), sampled_ranks(pop_scores, targets, uniform),
+                 sampled_ranks(pop_scores, targets, by_pop))
         parts.append((keys, *(r.numpy() for r in ranks)))
     dmp.train()
     local = [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0, np.int64)] * (1 + len(PROTOCOLS))
@@ -108,9 +116,9 @@ def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv
                         "and data.split")
     gathered = gather_arrays(local, env, dst=0)
     if gathered is None:
-        return None
+        return None, score_seconds
     order = np.argsort(gathered[0], kind="stable")
-    return {"request_id": gathered[0][order], **{p: r[order] for p, r in zip(PROTOCOLS, gathered[1:])}}
+    return {"request_id": gathered[0][order], **{p: r[order] for p, r in zip(PROTOCOLS, gathered[1:])}}, score_seconds
 
 
 def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
@@ -121,14 +129,15 @@ def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: F
                                   next_item=dataclasses.replace(inputs, negatives=0, seen=True))
     reader = srcs[split].reader(spec, config.model.effective_layout(), options)
     start = time.perf_counter()
-    ranks = rank_rows(dmp, reader, env, inputs, config.eval.sampled_negatives, config.train.seed,
-                      config.data.prefetch)
+    ranks, score_seconds = rank_rows(dmp, reader, env, inputs, config.eval.sampled_negatives, config.train.seed,
+                                     config.data.prefetch)
     seconds = time.perf_counter() - start
     rows = sum_stats(reader.stats, env)
     report: Optional[NextItemReport] = None
     if env.is_main:
         report = NextItemReport(
             split=split, users=int(ranks["request_id"].size), catalogue=inputs.size, rows=rows, seconds=seconds,
+            score_seconds=score_seconds,
             metrics={p: topk_metrics(ranks[p], config.eval.ks) for p in PROTOCOLS},
             sampled_negatives=config.eval.sampled_negatives,
             extra={"source": srcs[split].description},
@@ -147,15 +156,17 @@ def write_report(report: NextItemReport, out_dir: Path, stem: str) -> Dict[str, 
     for p, m in report.metrics.items():
         lines.append(f"| {p} | " + " | ".join(f"{m[n]:.4f}" for n in names) + " |")
     lines += ["", f"full: every item, seen items masked; sampled: the target among {report.sampled_negatives} "
-              "unseen items drawn uniformly / by training popularity; pop_full: items by training count, full "
-              f"ranking. Scored in {report.seconds:.1f}s."]
+              "unseen items drawn uniformly / by training popularity; pop_*: the same for Pop (items by training "
+              f"count). Full ranking (forward, one matmul per batch, ranks) took {report.score_seconds:.2f}s of "
+              f"the split's {report.seconds:.1f}s."]
     paths["markdown"].write_text("\n".join(lines) + "\n")
     return paths
 
 
 def summary_lines(report: NextItemReport) -> List[str]:
     """The few lines a person reads at the end of a job."""
-    lines = [f"{report.users} users, {report.catalogue} items, scored in {report.seconds:.1f}s"]
+    lines = [f"{report.users} users, {report.catalogue} items; full ranking {report.score_seconds:.2f}s of "
+             f"{report.seconds:.1f}s"]
     for p, m in report.metrics.items():
         lines.append(f"{p:>19}: " + "  ".join(f"{n} {v:.4f}" for n, v in m.items()))
     r = report.rows
