@@ -280,8 +280,8 @@ def resolve_spec(path: Optional[str]) -> FeatureSpec:
     ``movielens``) that is not a file here gives that spec; anything else is a path to a spec YAML."""
     if path in (None, "", "default"):
         return default_spec()
-    packaged = default_spec_path().with_name(f"{path}.yaml")
-    if "/" not in path and not Path(path).exists() and packaged.is_file():
+    packaged = default_spec_path().with_name(f"{path}.yaml") if "/" not in path else None
+    if packaged is not None and not Path(path).exists() and packaged.is_file():
         return load_spec(packaged)
     return load_spec(path)
 

@@ -233,7 +233,7 @@ def load_config(path: Optional[str], overrides: Optional[List[str]] = None) -> J
     such as ``next_item``: that config), applies ``key.path=value`` overrides."""
     if not path:
         return load_file(JobConfig, default_config_path(), overrides)
-    packaged = default_config_path().with_name(f"{path}.yaml")
-    if "/" not in path and not Path(path).exists() and packaged.is_file():
+    packaged = default_config_path().with_name(f"{path}.yaml") if "/" not in path else None
+    if packaged is not None and not Path(path).exists() and packaged.is_file():
         return load_file(JobConfig, packaged, overrides)
     return load_file(JobConfig, Path(path), overrides)
