@@ -99,3 +99,23 @@ def test_leave_one_out_needs_the_events_after_column(tmp_path: Path) -> None:
         train(config)
     with pytest.raises(ConfigError, match="candidate-free"):
         load_config(None, ["model.task=next_item", "model.tower_kind=din"])
+
+
+def test_pop_ranks_unseen_items_by_training_count(walk_run) -> None:  # type: ignore[no-untyped-def]
+    root, _, result = walk_run
+    import pyarrow.dataset as ds
+
+    from pyramid_mixer.ranking.next_item_metrics import topk_metrics
+
+    rows = ds.dataset(root / "data").to_table().to_pylist()
+    counts: dict = {}
+    for r in rows:
+        if r["events_after"] >= 2:
+            counts[r["item_id"]] = counts.get(r["item_id"], 0) + 1
+    catalogue = sorted({r["item_id"] for r in rows})
+    ranks = []
+    for r in sorted((r for r in rows if r["events_after"] == 0), key=lambda r: r["request_id"]):
+        seen = set(r["hist_item_id"]) - {r["item_id"]}
+        mine = counts.get(r["item_id"], 0)
+        ranks.append(1 + sum(1 for i in catalogue if i != r["item_id"] and i not in seen and counts.get(i, 0) >= mine))
+    assert result.reports["eval"].metrics["pop_full"] == pytest.approx(topk_metrics(np.array(ranks), (10, 20)))

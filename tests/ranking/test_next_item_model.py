@@ -96,3 +96,24 @@ def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
 def test_config_rejects_unknown_losses():
     with pytest.raises(ValueError, match="softmax"):
         NextItemConfig(loss="hinge")
+
+
+def test_bpr_mf_user_vectors_read_the_user_not_the_history():
+    spec, model, table, catalogue = _setup(user_factor=True)
+    from pyramid_mixer.ranking.baselines.config import BaselineConfig
+    from pyramid_mixer.ranking.baselines.pooling import NoTower
+
+    model.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features, dim=16,
+                                         num_target_features=len(spec.target), out_dim=8))
+    model.user_head = torch.nn.Linear(8, 16)
+    b = _batch(spec, table, catalogue)
+    users, _ = model(b.sparse_features, b.dense_features)
+    shuffled = table  # every row gets another row's history
+    for name in [c for c in table.column_names if c.startswith("hist_")]:
+        moved = table.column(name).take(pa.array(np.roll(np.arange(table.num_rows), 3)))
+        shuffled = shuffled.set_column(shuffled.schema.get_field_index(name), name, moved)
+    b2 = _batch(spec, shuffled, catalogue)
+    torch.testing.assert_close(model(b2.sparse_features, b2.dense_features)[0], users, rtol=0, atol=0)
+    rows = b.sparse_features["user"].values()[: table.num_rows]
+    offset = users - model.sparse_arch.embedding_bags["t_user"].weight[rows]
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset))  # one vector for every user: MF + a bias
