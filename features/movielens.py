@@ -7,7 +7,8 @@ three files out of the ``recbole==1.2.1`` wheel on PyPI, or the user points at a
 Output: one row per rating, in the order of ``ml-100k.inter`` (``request_id`` = row number):
 
 - ``click`` = rating >= 4 (int8); ``request_time`` = the rating's timestamp;
-- ``hist_item_id``, ``hist_item_category`` (first genre), ``hist_action`` (the rating 1..5), ``hist_time``:
+- ``hist_item_id``, ``hist_item_category`` (first genre), ``hist_release_year``, ``hist_action`` (the rating
+  1..5), ``hist_time``:
   the same user's strictly earlier ratings, most recent first, capped at ``max_history``. "Earlier" orders
   by (timestamp, row of the input file): of two ratings in the same second, the one listed first is earlier,
   so no row sees itself or a later rating;
@@ -109,6 +110,7 @@ MOVIELENS_SCHEMA = pa.schema(
         ("click", pa.int8()),
         ("hist_item_id", _LIST),
         ("hist_item_category", _LIST),
+        ("hist_release_year", _LIST),
         ("hist_action", _LIST),
         ("hist_time", _LIST),
     ]
@@ -295,6 +297,7 @@ def _movielens_chunk(events: Events, items: Items, users: Users, hist: HistoryIn
         "click": (rating >= 4).astype(np.int8),
         "hist_item_id": list_column(hist_offsets, hist_item),
         "hist_item_category": list_column(hist_offsets, items.category[hist_item]),
+        "hist_release_year": list_column(hist_offsets, items.year[hist_item]),
         "hist_action": list_column(hist_offsets, np.rint(events.rating[rows]).astype(np.int64)),
         "hist_time": list_column(hist_offsets, events.time[rows]),
     }

@@ -112,7 +112,9 @@ def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:
         from pyramid_mixer.jobs.convert import spec_path
 
         job = load_config(ds.config, list(ds.overrides))
-        stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history, "format": 2}
+        # the code's fingerprint too: a converter that writes other columns converts again
+        stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history,
+                 "code": code_fingerprint()}
         extra = () if job.data.spec != "default" else (f"data.spec={spec_path(ds.kind)}",)
     if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
         _write_dataset(ds, job, out)

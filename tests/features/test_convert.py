@@ -122,6 +122,8 @@ def test_movielens_history_equals_slow_reference(tmp_path: Path, cap: int) -> No
         assert r["hist_time"] == [fx["time"][j] for j in ref]
         assert r["hist_action"] == [fx["rating"][j] for j in ref]
         assert r["hist_item_category"] == [first_genre[fx["item"][j]] for j in ref]
+        year = {i: (0 if y == "unknown" else int(y)) for i, y in fx["years"].items()}
+        assert r["hist_release_year"] == [year[fx["item"][j]] for j in ref]
         assert all(t <= r["request_time"] for t in r["hist_time"])
         lengths.append(len(ref))
     assert s.mean_history == pytest.approx(np.mean(lengths))

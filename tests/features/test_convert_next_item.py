@@ -174,6 +174,7 @@ def test_movielens1m_rows_equal_slow_reference(tmp_path: Path, cap: int) -> None
         assert r["user_occupation"] == ex["occupation"][occupation]
         assert r["hist_item_id"] == [ex["item"][fx["item"][j]] for j in refs[i]]
         assert r["hist_item_category"] == [(ex["tags"][fx["item"][j]] or [0])[0] for j in refs[i]]
+        assert r["hist_release_year"] == [ex["years"][fx["item"][j]] for j in refs[i]]
         assert r["hist_action"] == [fx["rating"][j] for j in refs[i]]
     lengths = [len(h) for h in refs]
     assert s.mean_history == pytest.approx(np.mean(lengths))
@@ -203,7 +204,9 @@ def test_movielens1m_output_reads_with_its_spec(tmp_path: Path) -> None:
     s = convert_movielens1m(tmp_path / "src", tmp_path / "out")
     spec = load_spec(SPECS / "movielens1m.yaml")
     assert {c for c, _, _, _ in expected_columns(spec)} <= set(MOVIELENS_SCHEMA.names)
-    assert load_spec(SPECS / "movielens.yaml").sparse == spec.sparse  # the same features as ml-100k's spec
+    ml100k = load_spec(SPECS / "movielens_next_item.yaml")  # the same features as ml-100k's next-item spec
+    assert ml100k.sparse == spec.sparse and ml100k.sequence == spec.sequence and ml100k.target == spec.target
+    assert [f.name for f in spec.sequence.fields] == ["hist_item", "hist_category", "hist_year", "hist_action"]
     assert spec.table("t_item").num_embeddings > 3952 and spec.table("t_user").num_embeddings > 6040
     reader = ParquetReader([tmp_path / "out"], spec, LAYOUT, ReadOptions(batch_size=16))
     assert sum(1 for _ in reader) == 6
