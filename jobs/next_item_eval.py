@@ -52,12 +52,11 @@ PROTOCOLS = ("full", "sampled_uniform", "sampled_popularity", "pop_full", "pop_s
 
 def next_item_inputs(srcs: Dict[str, Source], spec: FeatureSpec) -> NextItemInputs:
     """The catalogue (every item that is a target in any split) and the training-target counts per item."""
-    catalogue = np.unique(np.concatenate([item_rows(s.files().dataset(), spec, s.row_filter) for s in srcs.values()]))
+    rows = {name: item_rows(s.files().dataset(), spec, s.row_filter) for name, s in srcs.items()}  # each read once
+    catalogue = np.unique(np.concatenate(list(rows.values())))
     if catalogue.size == 0:
         raise DataError(f"{srcs['train'].description}: no rows with a target item; next-item mode has nothing to rank")
-    train = srcs["train"]
-    rows = item_rows(train.files().dataset(), spec, train.row_filter)
-    counts = np.bincount(np.searchsorted(catalogue, rows), minlength=catalogue.size).astype(np.float64)
+    counts = np.bincount(np.searchsorted(catalogue, rows["train"]), minlength=catalogue.size).astype(np.float64)
     return NextItemInputs(catalogue=catalogue, item_counts=counts)
 
 
