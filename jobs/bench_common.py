@@ -16,15 +16,19 @@ from pyramid_mixer.jobs.cli import reads_writes, setup_logging
 
 
 def machine_facts() -> Dict[str, Any]:
-    """Platform, processor, CPU count, Python and the versions of the libraries the benchmarks time."""
+    """Platform, processor, CPU count, the GPU (None without one), Python and the versions of the libraries the
+    benchmarks time (fbgemm's CPU or CUDA build, whichever is installed)."""
+    import torch
+
     versions = {}
-    for pkg in ("torch", "torchrec", "fbgemm-gpu-cpu", "pyarrow"):
+    for pkg in ("torch", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "pyarrow"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+            "cpus": os.cpu_count(), "python": platform.python_version(), "versions": versions,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def write_report(out_dir: str, stem: str, data: Dict[str, Any], markdown: Callable[[Dict[str, Any]], str],

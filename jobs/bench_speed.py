@@ -49,7 +49,9 @@ from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.gemm_bound import matmul_flops, record_matmuls, replay_seconds
 from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.jobs.speed_config import SpeedCase, SpeedConfig, load_speed_config
+from pyramid_mixer.jobs.speed_profile import profile_categories
 from pyramid_mixer.jobs.speed_tables import write_results
+from pyramid_mixer.ranking.tower_reference import former_code, reference_tower
 from pyramid_mixer.ranking.towers import make_tower
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,28 @@ def timed(fn: Callable[[], Any], warmup: int, repeats: int, max_seconds: float) 
     return statistics.median(times), len(times)
 
 
+def alternating(fns: Dict[str, Callable[[], Any]], warmup: int, repeats: int,
+                max_seconds: float) -> Dict[str, Tuple[float, int]]:
+    """``timed`` for several functions called in turn (a, b, a, b, ...), so that the shared machine's drifts
+    reach each alike: per name, the median seconds and the calls timed."""
+    names = list(fns)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    start = time.perf_counter()
+    while len(times[names[0]]) < repeats and (len(times[names[0]]) < MIN_REPEATS
+                                               or time.perf_counter() - start < len(names) * max_seconds):
+        for name in names:
+            sync()
+            t0 = time.perf_counter()
+            fns[name]()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), len(t)) for name, t in times.items()}
+
+
 def matmul_peak(n: int, dtype: torch.dtype, threads: int, device: torch.device, repeats: int = 5) -> float:
     """GFLOP/s of ``n X n @ n X n`` in ``dtype`` on ``device`` with ``threads`` threads (median of ``repeats``)."""
     torch.set_num_threads(threads)
@@ -118,7 +142,8 @@ def matmul_peak(n: int, dtype: torch.dtype, threads: int, device: torch.device, 
 
 def _job_config(cfg: SpeedConfig, case: SpeedCase) -> JobConfig:
     job = load_config(None)
-    model = dataclasses.replace(job.model, layout=case.layout, levels=0, tower_kind=case.tower)
+    model = dataclasses.replace(job.model, layout=case.layout, levels=0, tower_kind=case.tower,
+                                tower_precision=cfg.tower_precision)
     train = dataclasses.replace(job.train, batch_size=case.batch_size, pipeline=False, threads=cfg.threads)
     return dataclasses.replace(job, model=model, train=train)
 
@@ -132,11 +157,7 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, job: JobConfig, spec: Featu
     tokens = torch.randn(B, S, F, D, device=device, requires_grad=True)
     mask = torch.ones(B, S, dtype=torch.bool, device=device)
     target = torch.randn(B, len(spec.target), D, device=device)
-
-    def step() -> None:
-        tower.zero_grad(set_to_none=True)
-        tokens.grad = None
-        tower(tokens, mask, target).sum().backward()
+    step = step_of(tower, tokens, mask, target)
 
     with FlopCounterMode(display=False) as counter:
         step()
@@ -147,9 +168,27 @@ def measure_tower(cfg: SpeedConfig, case: SpeedCase, job: JobConfig, spec: Featu
         "calls": len(calls), "flops": replay_flops, "seconds": replay_s, "gflops": replay_flops / replay_s / 1e9}}
     for dtype in ("fp32", "bf16"):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            seconds, runs = timed(step, cfg.warmup, cfg.repeats, cfg.max_seconds)
+            if dtype == "fp32" and case.tower == "pyramid_mixer":  # the former tower in turn with this one
+                former = reference_tower(tower)
+                former_step = step_of(former, tokens, mask, target)
+                both = alternating({"now": step, "former": former_step}, cfg.warmup, cfg.repeats, cfg.max_seconds)
+                seconds, runs = both["now"]
+                out["former_fp32"] = {"seconds": both["former"][0], "runs": both["former"][1]}
+                out["profile"] = profile_categories(step, device)
+            else:
+                seconds, runs = timed(step, cfg.warmup, cfg.repeats, cfg.max_seconds)
         out[dtype] = {"seconds": seconds, "runs": runs, "gflops": flops / seconds / 1e9}
     return out
+
+
+def step_of(tower: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
+            target: torch.Tensor) -> Callable[[], None]:
+    """One forward + backward of ``tower`` on these inputs."""
+    def step() -> None:
+        tower.zero_grad(set_to_none=True)
+        tokens.grad = None
+        tower(tokens, mask, target).sum().backward()
+    return step
 
 
 def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
@@ -166,7 +205,18 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
     batches = itertools.cycle([builder.build(table.slice(i * B, B)).to(env.device) for i in range(3)])
     loop = PlainLoop(built.dmp, built.optimizer, env.device)
     built.dmp.train()
-    train_s, train_runs = timed(lambda: loop.progress(batches), cfg.warmup, cfg.repeats, cfg.max_seconds)
+    former: Optional[Dict[str, Any]] = None
+    if case.tower == "pyramid_mixer":  # the same model with the former tower code, steps taken in turn
+        def former_step() -> None:
+            with former_code(built.dmp):
+                loop.progress(batches)
+
+        both = alternating({"now": lambda: loop.progress(batches), "former": former_step}, cfg.warmup,
+                           cfg.repeats, cfg.max_seconds)
+        (train_s, train_runs), (former_s, former_runs) = both["now"], both["former"]
+        former = {"seconds": former_s, "runs": former_runs, "examples_per_s": B / former_s}
+    else:
+        train_s, train_runs = timed(lambda: loop.progress(batches), cfg.warmup, cfg.repeats, cfg.max_seconds)
     built.dmp.eval()
     with torch.no_grad():
         eval_s, eval_runs = timed(lambda: built.dmp(next(batches)), cfg.warmup, cfg.repeats, cfg.max_seconds)
@@ -176,6 +226,7 @@ def measure_case(cfg: SpeedConfig, case: SpeedCase) -> Dict[str, Any]:
         "levels": [dataclasses.asdict(lv) for lv in case.layout.levels],
         "parameters": built.num_parameters,
         "train": {"seconds": train_s, "runs": train_runs, "examples_per_s": B / train_s},
+        "train_former_tower": former,
         "eval": {"seconds": eval_s, "runs": eval_runs, "examples_per_s": B / eval_s},
         "tower_alone": tower,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

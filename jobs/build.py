@@ -40,10 +40,11 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextI
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     managed = managed_ids(spec, layout, config.train.batch_size)
     if m.task == "next_item":
-        model = NextItemModel(ebc, spec, layout, tower, managed, m.input_norm, m.next_item.user_factor)
+        model = NextItemModel(ebc, spec, layout, tower, managed, m.input_norm, m.next_item.user_factor,
+                              m.tower_precision)
         return NextItemTrain(model, m.next_item)
     return RankingTrain(
-        RankingModel(ebc, spec, layout, tower, config.model.over_arch, managed, config.model.input_norm),
+        RankingModel(ebc, spec, layout, tower, m.over_arch, managed, m.input_norm, m.tower_precision),
         tuple(label.weight for label in spec.labels),
     )
 

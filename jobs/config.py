@@ -25,7 +25,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
 from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.model import OverArchConfig
+from pyramid_mixer.ranking.model import TOWER_PRECISIONS, OverArchConfig
 from pyramid_mixer.ranking.next_item import NEEDS_CANDIDATE, NextItemConfig
 from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS
@@ -123,6 +123,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.tower_kind not in TOWER_KINDS:
             raise ConfigError(f"model.tower_kind={self.tower_kind!r} is unknown; use one of {list(TOWER_KINDS)}")
+        if self.tower_precision not in TOWER_PRECISIONS:
+            raise ConfigError(f"model.tower_precision={self.tower_precision!r}: use one of {list(TOWER_PRECISIONS)}")
         if self.task not in TASKS:
             raise ConfigError(f"model.task={self.task!r}: use one of {list(TASKS)}")
         if self.task == "next_item" and self.tower_kind in NEEDS_CANDIDATE:
@@ -137,6 +139,10 @@ class ModelConfig:
     compile_tower: bool = False
     # layer-norm each history token and the candidate before the tower (every tower reads the same scale)
     input_norm: bool = True
+    # fp32, or bf16: the tower under bf16 autocast (weights and optimizer state stay fp32). On this project's
+    # CPU it is no faster (its small matmuls and norms gain nothing from bf16) and the planted logs' AUC stays
+    # within seed noise (benchmarks/speed/README.md); it is meant for GPUs
+    tower_precision: str = "fp32"
 
     def effective_layout(self) -> PyramidLayout:
         if self.levels in (0, len(self.layout.levels)):

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
+from pyramid_mixer.ranking.model import TOWER_PRECISIONS
 from pyramid_mixer.ranking.towers import TOWER_KINDS
 
 
@@ -60,6 +61,8 @@ class SpeedConfig:
         loader_rows: rows of the Parquet file the loader is timed on (histories as long as the largest layout).
         isolate: one fresh process per case, so that its peak memory (RSS) is its own; False runs every case
             in this process (faster; the smoke test) and reports this process's peak.
+        tower_precision: ``fp32``, or ``bf16`` to train and evaluate every full model with its tower under bf16
+            autocast (``model.tower_precision``); the tower alone is timed both ways regardless.
     """
 
     out_dir: str = "benchmarks/speed"
@@ -76,6 +79,7 @@ class SpeedConfig:
     matmul_size: int = 2048
     loader_rows: int = 4096
     isolate: bool = True
+    tower_precision: str = "fp32"
     source: str = field(default="<defaults>", compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +95,9 @@ class SpeedConfig:
         if unknown_cases or min(self.case_batch.values(), default=1) < 1:
             raise ConfigError(f"bench-speed config: case_batch {self.case_batch}: {sorted(unknown_cases)} name no "
                               "case, or a batch is < 1; keys are name@behaviours, e.g. sasrec@2048")
+        if self.tower_precision not in TOWER_PRECISIONS:
+            raise ConfigError(f"bench-speed config: tower_precision={self.tower_precision!r}: use one of "
+                              f"{list(TOWER_PRECISIONS)}")
         if self.warmup < 0 or self.threads < 1 or min(self.lengths, default=1) < 1:
             raise ConfigError("bench-speed config: warmup >= 0, threads >= 1 and lengths >= 1 are required")
 

@@ -18,10 +18,9 @@ decomposition** against over-parameterisation. The equations are ours (see
 Layout: tokens are **time-major**, ``T X B X F X D`` (as ``nn.GRU`` without ``batch_first``), so that the token
 mixing is one plain matmul ``(r X T) @ (T X B·F·D)`` and every per-token MLP one matmul over ``T·B`` rows,
 with no permute copy anywhere. Both branches share the layer's pre-norm ``LN(Z)`` (over F X D per token).
-Padded tokens are zeroed after the norm, so the token mixing never reads them, and the token mixing's
-output is zeroed there again. A padded slot of a layer's output holds a finite value that no real token
-ever reads; pool with the mask. The residual adds are fused into the MLPs' second matmul (``addmm``), which
-therefore has no bias.
+Padded tokens are zeroed after the norm, so the token mixing never reads them. A padded slot of a layer's
+output holds a finite value that no real token ever reads; pool with the mask. The residual adds are fused
+into the second matmul of the MLPs and of the token mixing (``addmm``), which therefore has no bias.
 """
 
 import math
@@ -134,8 +133,9 @@ class ChannelMlp(nn.Module):
 class CrossBehaviorMixer(nn.Module):
     """CB: low-rank token mixing along T for every (feature, channel), then a channel MLP.
 
-    The token mixing is two matmuls over all B·F·D columns at once, ``V @ h`` and ``U @ act(.)``, with
-    ``h = LN(Z)`` (padded tokens zero); its output is zeroed at padded tokens in the residual add.
+    The token mixing is two matmuls over all B·F·D columns at once, ``V @ h`` and ``Z + U @ act(.)``, with
+    ``h = LN(Z)`` (padded tokens zero) and the residual fused into the second (``addmm``). Its output at a
+    padded token is finite and read by no real token (every reader masks), so it is left unmasked.
 
     Args:
         config (MixerLayerConfig): shape and rank.
@@ -150,20 +150,19 @@ class CrossBehaviorMixer(nn.Module):
         self.token_up = nn.Linear(rank, T, bias=False, device=device)  # U: T X r
         self.channel = ChannelMlp(config.num_features, config.dim, config.expansion, device)
 
-    def forward(self, z: Tensor, h: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, z: Tensor, h: Tensor) -> Tensor:
         """
         Args:
             z (Tensor): T X B X F X D, the layer input.
             h (Tensor): T X B X F X D, ``LN(z)`` with padded tokens zeroed.
-            mask (Tensor): T X B bool, True = real token.
 
         Returns:
             Tensor: T X B X F X D.
         """
         T, B, F, D = z.shape
         u = torch.addmm(self.token_down.bias[:, None], self.token_down.weight, h.view(T, B * F * D))  # r X (B·F·D)
-        u = torch.mm(self.token_up.weight, functional.gelu(u)).view(T, B, F, D)  # T X (B·F·D) -> T X B X F X D
-        return self.channel(torch.addcmul(z, u, mask[:, :, None, None].to(z.dtype)))  # zero at padded tokens
+        u = torch.addmm(z.view(T, B * F * D), self.token_up.weight, functional.gelu(u))  # Z + U act(V h)
+        return self.channel(u.view(T, B, F, D))
 
 
 class CrossFeatureMixer(nn.Module):
@@ -216,7 +215,10 @@ class FusionGate(nn.Module):
         """``cb, cf: T X B X F X D``, ``mask: T X B`` -> ``T X B X F X D``."""
         T, B, F, D = cb.shape
         summary = torch.cat([masked_mean(cb.view(T, B, F * D), mask), masked_mean(cf.view(T, B, F * D), mask)], 1)
-        a = torch.sigmoid(self.proj(summary)).view(1, B, F, 1)  # B X 2·F·D -> B X F -> 1 X B X F X 1
+        a = torch.sigmoid(self.proj(summary))  # B X 2·F·D -> B X F
+        # laid out as 1 X B X F X D: broadcast over T only, so lerp and its backward run along contiguous rows
+        # (a B X F X 1 weight broadcast along D made the backward's products several times slower)
+        a = a[:, :, None].expand(B, F, D).reshape(1, B, F, D)
         return torch.lerp(cf, cb, a)  # cf + a * (cb - cf)
 
 
@@ -254,9 +256,9 @@ class MixerLayer(nn.Module):
         mask = mask.contiguous()  # a transposed mask would make torch.where's output non-contiguous
         h = torch.where(mask[:, :, None, None], self.norm(z), 0.0)  # T X B X F X D, padded tokens zero
         if self.cf is None:
-            return self.cb(z, h, mask)
+            return self.cb(z, h)
         if self.cb is None:
             return self.cf(z, h)
         if self.gate is None:
-            return (self.cb(z, h, mask) + self.cf(z, h)).sub_(z)
-        return self.gate(self.cb(z, h, mask), self.cf(z, h), mask)
+            return (self.cb(z, h) + self.cf(z, h)).sub_(z)
+        return self.gate(self.cb(z, h), self.cf(z, h), mask)

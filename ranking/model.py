@@ -72,6 +72,22 @@ def _token_mask(kjt: KeyedJaggedTensor, first: int, num_slots: int, expected_key
     return lengths[first : first + num_slots].t() > 0  # B X S
 
 
+TOWER_PRECISIONS = ("fp32", "bf16")
+
+
+@torch.fx.wrap
+def run_tower(tower: nn.Module, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
+              precision: str) -> torch.Tensor:
+    """``tower(tokens, mask, target)``, under bf16 autocast when ``precision`` is ``"bf16"`` (the weights stay
+    fp32, the master copy the optimizer updates; the output comes back fp32). A leaf for torch.fx, since
+    autocast needs the inputs' real device."""
+    if precision == "fp32":
+        return tower(tokens, mask, target)
+    with torch.autocast(tokens.device.type, dtype=torch.bfloat16):
+        out = tower(tokens, mask, target)
+    return out.float()
+
+
 class RankingModel(nn.Module):
     """Args:
     ebc: the embedding-bag collection built from the spec and layout (``embeddings.tables``).
@@ -81,6 +97,7 @@ class RankingModel(nn.Module):
     managed: the managed-collision modules of the spec's managed tables (``embeddings.collisions``), or None.
     input_norm: layer-norm the tokens (over F X D) and the candidate (over Ft X D) before the tower; a padded
         token (all zeros) stays zero.
+    tower_precision: ``"fp32"``, or ``"bf16"`` to run the tower under bf16 autocast (``run_tower``).
     """
 
     def __init__(
@@ -92,9 +109,13 @@ class RankingModel(nn.Module):
         over: OverArchConfig,
         managed: Optional[ManagedIds] = None,
         input_norm: bool = True,
+        tower_precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if tower_precision not in TOWER_PRECISIONS:
+            raise ValueError(f"tower_precision={tower_precision!r}: use one of {TOWER_PRECISIONS}")
         self.input_norm = input_norm
+        self.tower_precision = tower_precision
         self.managed_ids = managed
         self.sparse_arch = ebc
         self.keys = EmbeddingKeys.build(spec, layout)
@@ -122,7 +143,7 @@ class RankingModel(nn.Module):
             # removes the tables' scale rather than shrinking small tokens; an all-zero padded token stays 0
             tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
             target = nnf.layer_norm(target, (len(k.target), k.dim), eps=1e-9)
-        h = self.tower(tokens, self.token_mask(kjt), target)  # B X out_dim
+        h = run_tower(self.tower, tokens, self.token_mask(kjt), target, self.tower_precision)  # B X out_dim
         x = torch.cat([h, sparse, dense], dim=1)
         return self.head(self.over_arch(x))  # B X n_labels
 

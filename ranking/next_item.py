@@ -39,9 +39,10 @@ from pyramid_mixer.embeddings.tables import EmbeddingKeys
 from pyramid_mixer.features.next_item import NextItemBatch
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
-from pyramid_mixer.ranking.model import _token_mask
+from pyramid_mixer.ranking.model import TOWER_PRECISIONS, _token_mask, run_tower
 
-torch.fx.wrap("_token_mask")  # a leaf here too: TorchRec's train pipeline traces this module's forward
+torch.fx.wrap("_token_mask")  # leaves here too: TorchRec's train pipeline traces this module's forward
+torch.fx.wrap("run_tower")
 
 LOSSES = ("softmax", "sampled_softmax", "bpr")
 # towers with no candidate-free readout
@@ -98,6 +99,7 @@ class NextItemModel(nn.Module):
     input_norm: layer-norm the tokens over ``F X D`` before the tower, as in CTR mode.
     user_factor: add the user id's embedding (the sparse feature on ``spec.user_id``, a table as wide as the
         item table's) to the user vector.
+    tower_precision: ``"fp32"``, or ``"bf16"`` to run the tower under bf16 autocast (``model.run_tower``).
 
     ``forward(kjt, dense)``: ``kjt`` has ``B + N`` rows, ``dense`` the ``B`` user rows' dense features (only
     its row count is read); returns ``(users B X D, items N X D)``.
@@ -112,9 +114,13 @@ class NextItemModel(nn.Module):
         managed: Optional[ManagedIds] = None,
         input_norm: bool = True,
         user_factor: bool = False,
+        tower_precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if tower_precision not in TOWER_PRECISIONS:
+            raise ValueError(f"tower_precision={tower_precision!r}: use one of {TOWER_PRECISIONS}")
         self.input_norm = input_norm
+        self.tower_precision = tower_precision
         self.managed_ids = managed
         self.sparse_arch = ebc
         self.keys = EmbeddingKeys.build(spec, layout)
@@ -140,7 +146,7 @@ class NextItemModel(nn.Module):
             tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
         mask = _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])[:B]
         target = tokens.new_zeros(B, self.num_target_features, k.dim)  # no candidate: see the module docstring
-        users = self.user_head(self.tower(tokens, mask, target))
+        users = self.user_head(run_tower(self.tower, tokens, mask, target, self.tower_precision))
         if self.user_key is not None:
             users = users + regrouped[2][:B]
         return users, items[B:]

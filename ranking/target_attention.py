@@ -7,8 +7,9 @@ like with like). Used by the DIN baseline and by the Pyramid Mixer's target-awar
 tokens by these scores **without a softmax**, so that how many behaviours match the candidate reaches the
 output as intensity, not only which ones.
 
-The unit never builds the concatenation: the candidate-only terms are one matmul per example and the token
-terms one matmul over ``[x, t * a]`` (the ``-a`` term folded into the token weights).
+The unit never builds the concatenation: the candidate-only terms are one matmul per example, and the token
+terms two matmuls accumulated into them (``addmm``), one over ``x`` (the ``-a`` term folded into its
+weights) and one over ``t * a``.
 
 Example::
 
@@ -50,7 +51,11 @@ class TargetAttentionUnit(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         C, A = x.size(-1), t.size(-1)
         w_t, w_x, w_d, w_p = self.att_in.weight.split([A, C, A, A], 1)  # hidden X each part
+        lead = torch.broadcast_shapes(x.shape[:-1], t.shape[:-1])
+        x = x.expand(*lead, C)
         per_example = functional.linear(t, w_t + w_d, self.att_in.bias)  # ... X hidden: W_t t + W_d t + b1
-        w_tok = torch.cat([w_x - functional.pad(w_d, (0, C - A)), w_p], 1)  # hidden X (C + A): W_x x - W_d a
-        h = functional.linear(torch.cat([x, torch.mul(t, x[..., :A])], -1), w_tok)  # ... X hidden
-        return self.att_out(functional.gelu(h + per_example)).squeeze(-1)
+        h = per_example.expand(*lead, per_example.size(-1)).reshape(-1, per_example.size(-1))  # N X hidden
+        h = torch.addmm(h, x.reshape(-1, C), (w_x - functional.pad(w_d, (0, C - A))).t())  # + W_x x - W_d a
+        h = torch.addmm(h, torch.mul(t, x[..., :A]).reshape(-1, A), w_p.t())  # + W_p (t * a)
+        scores = torch.addmm(self.att_out.bias, functional.gelu(h), self.att_out.weight.t())  # N X 1
+        return scores.view(lead)

@@ -50,6 +50,19 @@ def test_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -> 
     text = (tmp_path / "out" / "speed.md").read_text()
     assert "| pyramid_mixer | 14 | 6 | 8 |" in text and "Matmul peak" in text and "its matmuls alone" in text
     assert (tmp_path / "out" / "speed.png").stat().st_size > 0
+    # the pyramid against its former tower code, timed in turn: the full model and the tower alone
+    for b in (6, 14):
+        r = by[("pyramid_mixer", b)]
+        assert r["train_former_tower"]["examples_per_s"] > 0 and r["train_former_tower"]["runs"] >= 3
+        assert r["tower_alone"]["former_fp32"]["seconds"] > 0
+        assert r["tower_alone"]["former_fp32"]["runs"] == r["tower_alone"]["fp32"]["runs"]
+        assert by[("mean (pyramid layout)", b)]["train_former_tower"] is None
+    assert "against its former code" in text and "| 14 |" in text.split("against its former code")[1]
+    # where the largest pyramid's tower step goes, by kind of work: its matmuls among them
+    prof = by[("pyramid_mixer", 14)]["tower_alone"]["profile"]
+    assert prof["ms_per_step"]["matmul"] > 0 and prof["ms_per_step"]["layer norm"] > 0
+    assert prof["total_ms"] == pytest.approx(sum(prof["ms_per_step"].values()))
+    assert "Where the Pyramid Mixer's tower step goes (14 behaviours" in text
 
 
 def case(name: str, behaviours: int, train: float, tower_s: float = 1.0, gflops: float = 1.0) -> dict:
@@ -94,6 +107,17 @@ def test_config_checks_and_the_packaged_config() -> None:
     assert batches[("sasrec", 2048)] == 32 and batches[("sasrec", 512)] == cfg.batch_size == 512
     with pytest.raises(ConfigError, match="name@behaviours"):
         SpeedConfig(pyramids=(SMALL,), case_batch={"sasrec@100": 8})
+    with pytest.raises(ConfigError, match="tower_precision='fp16'.*fp32"):
+        SpeedConfig(pyramids=(SMALL,), tower_precision="fp16")
+
+
+def test_the_gpu_config_asks_for_bf16_at_batch_4096_over_2336_behaviours() -> None:
+    from importlib import resources
+
+    cfg = load_speed_config(str(resources.files("pyramid_mixer.jobs") / "configs" / "bench_speed_gpu.yaml"))
+    assert cfg.tower_precision == "bf16" and cfg.batch_size == 4096 and cfg.largest.coverage == 2336
+    assert {c.name for c in cfg.cases()} >= {"pyramid_mixer", "mean (pyramid layout)"}
+    assert cfg.out_dir == "benchmarks/speed/gpu"
 
 
 def test_matmul_replay_records_forward_and_backward_with_their_layouts() -> None:
