@@ -41,6 +41,7 @@ class MatmulCall:
     op: str  # mm, addmm, bmm, baddbmm
     inputs: Tuple[Layout, ...]  # the tensor arguments, in order
     scalars: Tuple[Tuple[str, Any], ...]  # beta / alpha, where given
+    device: str = "cpu"  # where the step ran it: the replay runs there too
 
 
 class _Recorder(TorchDispatchMode):
@@ -51,8 +52,10 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
         if func in _OPS:
-            layouts = tuple((tuple(a.shape), tuple(a.stride()), a.dtype) for a in args if isinstance(a, torch.Tensor))
-            self.calls.append(MatmulCall(_OPS[func], layouts, tuple(sorted(kwargs.items()))))
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            layouts = tuple((tuple(a.shape), tuple(a.stride()), a.dtype) for a in tensors)
+            device = str(tensors[-1].device)
+            self.calls.append(MatmulCall(_OPS[func], layouts, tuple(sorted(kwargs.items())), device))
         return func(*args, **kwargs)
 
 
@@ -73,20 +76,23 @@ def matmul_flops(calls: List[MatmulCall]) -> int:
     return total
 
 
-def _tensor(layout: Layout) -> torch.Tensor:
+def _tensor(layout: Layout, device: str) -> torch.Tensor:
     shape, stride, dtype = layout
     size = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else 0
-    return torch.randn(size).to(dtype).as_strided(shape, stride)
+    return torch.randn(size, device=device).to(dtype).as_strided(shape, stride)
 
 
 def replay_seconds(calls: List[MatmulCall], repeats: int = 5) -> float:
     """Median seconds of running ``calls`` back to back on fresh tensors with the recorded layouts."""
     ops = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm, "baddbmm": torch.baddbmm}
-    work = [(ops[c.op], [_tensor(t) for t in c.inputs], dict(c.scalars)) for c in calls]
+    work = [(ops[c.op], [_tensor(t, c.device) for t in c.inputs], dict(c.scalars)) for c in calls]
+    cuda = any(c.device.startswith("cuda") for c in calls)
 
     def run() -> None:
         for fn, tensors, kw in work:
             fn(*tensors, **kw)
+        if cuda:  # GPU work is asynchronous
+            torch.cuda.synchronize()
 
     run()  # warm-up
     times = []

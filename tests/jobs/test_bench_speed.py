@@ -129,7 +129,7 @@ def test_matmul_replay_records_forward_and_backward_with_their_layouts() -> None
     x = torch.randn(8, 18, requires_grad=True)
     calls = record_matmuls(lambda: linear(x.t()).sum().backward())  # 18 X 8, a transposed input
     # forward addmm; backward: the input's gradient and the weight's (the bias's is a sum, no matmul)
-    assert sorted(c.op for c in calls) == ["addmm", "mm", "mm"]
+    assert sorted(c.op for c in calls) == ["addmm", "mm", "mm"] and {c.device for c in calls} == {"cpu"}
     assert matmul_flops(calls) == 3 * 2 * 18 * 8 * 4
     assert any(layout[1] != torch.empty(layout[0]).stride() for c in calls for layout in c.inputs)  # a transposed one
     assert replay_seconds(calls, repeats=2) > 0
