@@ -128,6 +128,37 @@ class PyramidMixerConfig:
         return dataclasses.replace(self, **{name: getattr(default, name) for name in unused})
 
 
+class LevelsTimeMajor(torch.autograd.Function):
+    """``tokens: B X S X F X D`` -> each level's tokens, ``T_k X B X F X D`` (time-major, contiguous), zero where
+    ``mask: B X S`` is False whatever the slot held (NaN too). Its backward writes the gradient straight into
+    the batch-major layout, zero at padded slots: one pass per level, where autograd's own backward of the
+    same forward (mask, split, transpose) took three over the whole history (mask, concatenate, transpose).
+    Apply as ``LevelsTimeMajor.apply(tokens, mask, level_tokens)``."""
+
+    @staticmethod
+    def forward(ctx, tokens: Tensor, mask: Tensor, sizes: List[int]) -> Tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.save_for_backward(mask)
+        ctx.sizes = sizes
+        mask_t = mask.t().contiguous()  # S X B: a transposed mask would give torch.where a non-contiguous output
+        return tuple(torch.where(m[:, :, None, None], x.transpose(0, 1), 0.0).contiguous()
+                     for x, m in zip(tokens.split(sizes, 1), mask_t.split(sizes)))
+
+    @staticmethod
+    def backward(ctx, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], None, None]:  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        like = next(g for g in grads if g is not None)
+        grad = torch.empty(mask.shape + like.shape[2:], dtype=like.dtype, device=like.device)  # B X S X F X D
+        weights = mask[:, :, None, None].to(like.dtype)
+        for g, out, w in zip(grads, grad.split(ctx.sizes, 1), weights.split(ctx.sizes, 1)):
+            if g is None:
+                out.zero_()
+            else:
+                torch.mul(g.transpose(0, 1), w, out=out)  # B X T_k X F X D, written in place
+        return grad, None, None
+
+
 class CarryMerge(nn.Module):
     """Compresses a level's T tokens into C carry tokens by C masked softmax poolings over T.
 
@@ -309,11 +340,11 @@ class PyramidMixer(nn.Module):
         slots hold finite values that depend on the parameters and the real tokens only; pool with the mask."""
         self._check(tokens, mask)
         level_tokens = self.config.level_tokens
+        levels = LevelsTimeMajor.apply(tokens, mask, list(level_tokens))  # per level T_k X B X F X D
         mask = mask.t().contiguous()  # S X B
-        tokens = torch.where(mask[:, :, None, None], tokens.transpose(0, 1), 0.0)  # S X B X F X D, one pass
         outs: List[Tuple[Tensor, Tensor]] = []
         carry: Optional[Tuple[Tensor, Tensor]] = None
-        for k, (x, m) in enumerate(zip(tokens.split(level_tokens), mask.split(level_tokens))):
+        for k, (x, m) in enumerate(zip(levels, mask.split(level_tokens))):
             own_mask = m
             if carry is not None:
                 x = torch.cat([carry[0], x])  # (C + T_k) X B X F X D

@@ -8,8 +8,8 @@ tokens by these scores **without a softmax**, so that how many behaviours match 
 output as intensity, not only which ones.
 
 The unit never builds the concatenation: the candidate-only terms are one matmul per example, and the token
-terms two matmuls accumulated into them (``addmm``), one over ``x`` (the ``-a`` term folded into its
-weights) and one over ``t * a``.
+terms two matmuls, one over ``x`` (the ``-a`` term folded into its weights) and one accumulated into it
+(``addmm``) over ``t * x`` with ``t`` zero-padded to the token's width.
 
 Example::
 
@@ -54,8 +54,11 @@ class TargetAttentionUnit(nn.Module):
         lead = torch.broadcast_shapes(x.shape[:-1], t.shape[:-1])
         x = x.expand(*lead, C)
         per_example = functional.linear(t, w_t + w_d, self.att_in.bias)  # ... X hidden: W_t t + W_d t + b1
-        h = per_example.expand(*lead, per_example.size(-1)).reshape(-1, per_example.size(-1))  # N X hidden
-        h = torch.addmm(h, x.reshape(-1, C), (w_x - functional.pad(w_d, (0, C - A))).t())  # + W_x x - W_d a
-        h = torch.addmm(h, torch.mul(t, x[..., :A]).reshape(-1, A), w_p.t())  # + W_p (t * a)
-        scores = torch.addmm(self.att_out.bias, functional.gelu(h), self.att_out.weight.t())  # N X 1
+        h = torch.mm(x.reshape(-1, C), (w_x - functional.pad(w_d, (0, C - A))).t())  # N X hidden: W_x x - W_d a
+        # + W_p (t * a), with t zero-padded to C channels: slicing a = x[..., :A] would cost a zero-filled
+        # full-width gradient in the backward, more than the matmul's extra C - A rows
+        tx = torch.mul(functional.pad(t, (0, C - A)), x).reshape(-1, C)
+        h = torch.addmm(h, tx, functional.pad(w_p, (0, C - A)).t()).view(*lead, -1)
+        scores = torch.addmm(self.att_out.bias, functional.gelu(h + per_example).view(-1, h.size(-1)),
+                             self.att_out.weight.t())
         return scores.view(lead)

@@ -1,7 +1,8 @@
 """The Pyramid Mixer tower as it ran before its speed rewrite, kept to test and time the rewrite against.
 
 ``reference_tower(tower)`` returns a copy of ``tower`` (same weights) whose rewritten parts run their former
-code, kept here verbatim: the cross-behaviour branch that multiplies its token mixing by the mask before the
+code, kept here verbatim: the input's transpose and mask left to autograd, the mixer layer that masks its
+norm with ``torch.where``, the cross-behaviour branch that multiplies its token mixing by the mask before the
 residual add, the fusion gate whose weight broadcasts along D, and DIN's attention unit that concatenates
 ``[x, t * a]``. Everything else is shared with the tower itself; ``former_code(model)`` runs a built model's
 tower the former way in place, within a ``with`` block. The tests check that both give the same
@@ -19,13 +20,14 @@ Example::
 
 import contextlib
 import copy
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
 from pyramid_mixer.ranking.mixer_layer import CrossBehaviorMixer, FusionGate, MixerLayer, masked_mean
+from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer
 from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
 
 
@@ -68,8 +70,29 @@ class _Attention(TargetAttentionUnit):
         return self.att_out(functional.gelu(h + per_example)).squeeze(-1)
 
 
+class _Pyramid(PyramidMixer):
+    def _encode(self, tokens: Tensor, mask: Tensor) -> List[Tuple[Tensor, Tensor]]:
+        self._check(tokens, mask)
+        level_tokens = self.config.level_tokens
+        mask = mask.t().contiguous()  # S X B
+        tokens = torch.where(mask[:, :, None, None], tokens.transpose(0, 1), 0.0)  # S X B X F X D, one pass
+        outs: List[Tuple[Tensor, Tensor]] = []
+        carry: Optional[Tuple[Tensor, Tensor]] = None
+        for k, (x, m) in enumerate(zip(tokens.split(level_tokens), mask.split(level_tokens))):
+            own_mask = m
+            if carry is not None:
+                x = torch.cat([carry[0], x])  # (C + T_k) X B X F X D
+                m = torch.cat([carry[1], m])  # (C + T_k) X B
+            for layer in self.levels[k]:
+                x = layer(x, m)
+            x = self.norms[k](x)
+            carry = self.merges[k](x, m) if k < len(self.merges) else None
+            outs.append((x[x.size(0) - level_tokens[k] :], own_mask))  # T_k X B X F X D, contiguous
+        return outs
+
+
 _FORMER = {CrossBehaviorMixer: _CrossBehavior, FusionGate: _Gate, MixerLayer: _Layer,
-           TargetAttentionUnit: _Attention}
+           TargetAttentionUnit: _Attention, PyramidMixer: _Pyramid}
 
 
 def reference_tower(tower: nn.Module) -> nn.Module:
