@@ -96,23 +96,12 @@ def full_history_logs(rows: int, history: int, seed: int = 0) -> pa.Table:
 def timed(fn: Callable[[], Any], warmup: int, repeats: int, max_seconds: float) -> Tuple[float, int]:
     """Median seconds of ``fn`` over up to ``repeats`` calls after ``warmup`` untimed ones; stops early once
     ``max_seconds`` have gone by and ``MIN_REPEATS`` calls are timed. Returns (median, calls timed)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)  # GPU work is asynchronous
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    start = time.perf_counter()
-    while len(times) < repeats and (len(times) < MIN_REPEATS or time.perf_counter() - start < max_seconds):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+    return alternating({"fn": fn}, warmup, repeats, max_seconds)["fn"]
 
 
 def alternating(fns: Dict[str, Callable[[], Any]], warmup: int, repeats: int,
                 max_seconds: float) -> Dict[str, Tuple[float, int]]:
-    """``timed`` for several functions called in turn (a, b, a, b, ...), so that the shared machine's drifts
+    """Like ``timed``, for several functions called in turn (a, b, a, b, ...), so that the shared machine's drifts
     reach each alike: per name, the median seconds and the calls timed."""
     names = list(fns)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)

@@ -37,7 +37,7 @@ per-token MLP and pooling is one matmul without a permute copy (see ``mixer_laye
 
 import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -335,12 +335,16 @@ class PyramidMixer(nn.Module):
             expected = tuple(tokens.shape[:2])
             raise ValueError(f"mask is {mask.dtype} {tuple(mask.shape)}, expected bool B X S = {expected}")
 
+    def _time_major(self, tokens: Tensor, mask: Tensor) -> Sequence[Tensor]:
+        """Per level, its tokens ``T_k X B X F X D`` (time-major, contiguous), zero at padded slots."""
+        return LevelsTimeMajor.apply(tokens, mask, list(self.config.level_tokens))
+
     def _encode(self, tokens: Tensor, mask: Tensor) -> List[Tuple[Tensor, Tensor]]:
         """The pyramid, time-major: per level, its own tokens ``T_k X B X F X D`` and mask ``T_k X B``. Padded
         slots hold finite values that depend on the parameters and the real tokens only; pool with the mask."""
         self._check(tokens, mask)
         level_tokens = self.config.level_tokens
-        levels = LevelsTimeMajor.apply(tokens, mask, list(level_tokens))  # per level T_k X B X F X D
+        levels = self._time_major(tokens, mask)
         mask = mask.t().contiguous()  # S X B
         outs: List[Tuple[Tensor, Tensor]] = []
         carry: Optional[Tuple[Tensor, Tensor]] = None

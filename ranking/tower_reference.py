@@ -20,7 +20,7 @@ Example::
 
 import contextlib
 import copy
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -71,24 +71,10 @@ class _Attention(TargetAttentionUnit):
 
 
 class _Pyramid(PyramidMixer):
-    def _encode(self, tokens: Tensor, mask: Tensor) -> List[Tuple[Tensor, Tensor]]:
-        self._check(tokens, mask)
-        level_tokens = self.config.level_tokens
+    def _time_major(self, tokens: Tensor, mask: Tensor) -> Sequence[Tensor]:
         mask = mask.t().contiguous()  # S X B
         tokens = torch.where(mask[:, :, None, None], tokens.transpose(0, 1), 0.0)  # S X B X F X D, one pass
-        outs: List[Tuple[Tensor, Tensor]] = []
-        carry: Optional[Tuple[Tensor, Tensor]] = None
-        for k, (x, m) in enumerate(zip(tokens.split(level_tokens), mask.split(level_tokens))):
-            own_mask = m
-            if carry is not None:
-                x = torch.cat([carry[0], x])  # (C + T_k) X B X F X D
-                m = torch.cat([carry[1], m])  # (C + T_k) X B
-            for layer in self.levels[k]:
-                x = layer(x, m)
-            x = self.norms[k](x)
-            carry = self.merges[k](x, m) if k < len(self.merges) else None
-            outs.append((x[x.size(0) - level_tokens[k] :], own_mask))  # T_k X B X F X D, contiguous
-        return outs
+        return tokens.split(self.config.level_tokens)
 
 
 _FORMER = {CrossBehaviorMixer: _CrossBehavior, FusionGate: _Gate, MixerLayer: _Layer,
