@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python requirements/cpu.txt requirements/torchrec.txt requirements/test.txt pyproject.toml
+$(STAMP): $(BIN)/python requirements/cpu.txt requirements/torchrec.txt requirements/test.txt pyproject.toml setup.py
 	$(BIN)/pip install --quiet -r requirements/cpu.txt -r requirements/test.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements/torchrec.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
@@ -34,13 +34,13 @@ test: install
 	$(BIN)/python -m pytest
 
 bench-quality: install
-	$(BIN)/python -m pyramid_mixer.jobs.bench_quality
+	$(BIN)/python -m pyramid_mixer.jobs.bench.quality
 
 bench-nextitem: install
-	$(BIN)/python -m pyramid_mixer.jobs.bench_next_item
+	$(BIN)/python -m pyramid_mixer.jobs.bench.next_item
 
 bench-speed: install
-	$(BIN)/python -m pyramid_mixer.jobs.bench_speed
+	$(BIN)/python -m pyramid_mixer.jobs.bench.speed
 
 clean:
 	rm -rf runs data .pytest_cache

@@ -31,8 +31,8 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from pyramid_mixer.features.spec import default_spec  # noqa: E402
 from pyramid_mixer.features.tokens import PyramidLayout  # noqa: E402
 from pyramid_mixer.jobs.config import ModelConfig  # noqa: E402
-from pyramid_mixer.ranking.mixer_layer import FUSIONS  # noqa: E402
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig  # noqa: E402
+from pyramid_mixer.ranking.towers.mixer_layer import FUSIONS  # noqa: E402
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "tower.png"
 WIDTH, HEIGHT, DPI = 16.0, 9.0, 150  # drawing units of 100 px: 1600 x 900 px

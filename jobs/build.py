@@ -18,8 +18,8 @@ from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
-from pyramid_mixer.ranking.model import RankingModel, RankingTrain
-from pyramid_mixer.ranking.next_item import NextItemModel, NextItemTrain
+from pyramid_mixer.ranking.ctr.model import RankingModel, RankingTrain
+from pyramid_mixer.ranking.next_item.model import NextItemModel, NextItemTrain
 from pyramid_mixer.ranking.towers import make_tower
 
 

@@ -22,12 +22,12 @@ from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConf
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.spec import FeatureSpec
-from pyramid_mixer.features.synthetic import SyntheticConfig
+from pyramid_mixer.features.datasets.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.model import TOWER_PRECISIONS, OverArchConfig
-from pyramid_mixer.ranking.next_item import NEEDS_CANDIDATE, NextItemConfig
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.ctr.model import TOWER_PRECISIONS, OverArchConfig
+from pyramid_mixer.ranking.next_item.model import NEEDS_CANDIDATE, NextItemConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS
 
 SPLITS = ("time", "leave_one_out")

@@ -34,10 +34,10 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from pyramid_mixer.features.amazon import convert_amazon
-from pyramid_mixer.features.kuairand import convert_kuairand
-from pyramid_mixer.features.movielens import ML100K_FILES, ConvertSummary, convert_movielens, fetch_recbole_ml100k
-from pyramid_mixer.features.movielens1m import convert_movielens1m
+from pyramid_mixer.features.datasets.amazon import convert_amazon
+from pyramid_mixer.features.datasets.kuairand import convert_kuairand
+from pyramid_mixer.features.datasets.movielens import ML100K_FILES, ConvertSummary, convert_movielens, fetch_recbole_ml100k
+from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
 from pyramid_mixer.features.spec import default_spec_path
 from pyramid_mixer.jobs.cli import reads_writes, run_main, setup_logging
 

@@ -10,7 +10,7 @@ Example::
     >>> from pyramid_mixer.embeddings.model_parallel import ScheduleConfig
     >>> field_descriptions(ScheduleConfig)["warmup_steps"]  # the comment on its line
     'steps of the linear warmup (0: none)'
-    >>> from pyramid_mixer.jobs.bench_config import BenchConfig
+    >>> from pyramid_mixer.jobs.bench.config import BenchConfig
     >>> field_descriptions(BenchConfig)["work_dir"]  # its docstring entry
     'data, per-trial run directories and the trial cache (a rerun skips finished trials).'
 """

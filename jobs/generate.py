@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
-from pyramid_mixer.features.synthetic import GenerateSummary, generate
+from pyramid_mixer.features.datasets.synthetic import GenerateSummary, generate
 from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 

@@ -35,7 +35,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, read_options
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
-from pyramid_mixer.ranking.next_item_metrics import (
+from pyramid_mixer.ranking.next_item.metrics import (
     row_uniforms,
     sample_negatives,
     sampled_ranks,

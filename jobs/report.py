@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from pyramid_mixer.ranking.metrics import LabelMetrics, auc
+from pyramid_mixer.ranking.ctr.metrics import LabelMetrics, auc
 
 HISTORY_BUCKETS = (0, 1, 8, 32, 128, 512, 2048)
 

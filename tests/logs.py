@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pyramid_mixer.features import synthetic
+from pyramid_mixer.features.datasets import synthetic
 
 # The generator's schema without stay_time (the default spec does not read it) and without the finish and
 # like true probabilities, so that only the click label has an oracle column.

@@ -14,7 +14,7 @@ from matplotlib import pyplot as plt
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.jobs.config import ModelConfig
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "tower_diagram.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -77,7 +77,7 @@ fi
 # shellcheck disable=SC2086  # PMX_TESTS and PMX_BENCH_SET are word lists
 step tests "$py" -m pytest -p no:cacheprovider ${PMX_TESTS:-}
 # shellcheck disable=SC2086
-step bench "$py" -m pyramid_mixer.jobs.bench_speed --config "${PMX_BENCH_CONFIG:-jobs/configs/bench_speed_gpu.yaml}" \
+step bench "$py" -m pyramid_mixer.jobs.bench.speed --config "${PMX_BENCH_CONFIG:-jobs/configs/bench_speed_gpu.yaml}" \
     --set "out_dir=$out" ${PMX_BENCH_SET:-}
 
 echo "== summary ($out/summary.txt)"

@@ -13,18 +13,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pyramid_mixer.features import conversion, kuairand, movielens
-from pyramid_mixer.features.conversion import HistoryIndex
-from pyramid_mixer.features.kuairand import ACTIVE_DEGREES, KUAIRAND_SCHEMA, convert_kuairand
-from pyramid_mixer.features.movielens import convert_movielens, fetch_recbole_ml100k
+from pyramid_mixer.features.datasets import conversion, kuairand, movielens
+from pyramid_mixer.features.datasets.conversion import HistoryIndex
+from pyramid_mixer.features.datasets.kuairand import ACTIVE_DEGREES, KUAIRAND_SCHEMA, convert_kuairand
+from pyramid_mixer.features.datasets.movielens import convert_movielens, fetch_recbole_ml100k
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import DataError, expected_columns
-from pyramid_mixer.features.spec import FeatureSpec, default_spec, load_spec
+from pyramid_mixer.features.spec import FeatureSpec, default_spec, default_spec_path, load_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.jobs import convert as convert_job
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 8, 1), LevelSpec(8, 40, 4)))
-MOVIELENS_SPEC = Path(movielens.__file__).parent / "specs" / "movielens.yaml"
+MOVIELENS_SPEC = default_spec_path().with_name("movielens.yaml")
 GENRES = ["Action", "Adventure", "Children's", "Comedy", "Drama", "Film-Noir", "Horror", "Sci-Fi", "unknown"]
 
 

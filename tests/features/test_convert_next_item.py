@@ -17,20 +17,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pyramid_mixer.features import amazon, movielens1m
-from pyramid_mixer.features.amazon import AMAZON_SCHEMA, convert_amazon
-from pyramid_mixer.features.conversion import k_core_mask
-from pyramid_mixer.features.movielens import MOVIELENS_SCHEMA
-from pyramid_mixer.features.movielens1m import convert_movielens1m
+from pyramid_mixer.features.datasets import amazon, movielens1m
+from pyramid_mixer.features.datasets.amazon import AMAZON_SCHEMA, convert_amazon
+from pyramid_mixer.features.datasets.conversion import k_core_mask
+from pyramid_mixer.features.datasets.movielens import MOVIELENS_SCHEMA
+from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
 from pyramid_mixer.features.next_item import NextItemInputs
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.schema import DataError, expected_columns
-from pyramid_mixer.features.spec import load_spec
+from pyramid_mixer.features.spec import default_spec_path, load_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.jobs import convert as convert_job
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 8, 1), LevelSpec(8, 40, 4)))
-SPECS = Path(movielens1m.__file__).parent / "specs"
+SPECS = default_spec_path().parent
 
 
 def reference_history(user: Sequence, time_: Sequence[int], i: int, cap: int) -> List[int]:

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pyramid_mixer.features import synthetic
-from pyramid_mixer.features.synthetic import (
+from pyramid_mixer.features.datasets import synthetic
+from pyramid_mixer.features.datasets.synthetic import (
     SCHEMA,
     GenerateSummary,
     SyntheticConfig,

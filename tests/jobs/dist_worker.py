@@ -29,7 +29,7 @@ from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep
 from pyramid_mixer.jobs.eval import Predictions, gate_shares_over_ranks, report_for
-from pyramid_mixer.ranking.gate_shares import GateShares
+from pyramid_mixer.ranking.towers.gate_shares import GateShares
 
 GLOBAL_BATCH = 64
 STEPS = 3

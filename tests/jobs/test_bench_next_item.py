@@ -9,8 +9,8 @@ from typing import Any, Dict
 
 import pytest
 
-from pyramid_mixer.jobs import bench_next_item
-from pyramid_mixer.jobs.bench_next_item_tables import HEADLINE, POP, findings
+from pyramid_mixer.jobs.bench import next_item as bench_next_item
+from pyramid_mixer.jobs.bench.next_item_tables import HEADLINE, POP, findings
 from tests.jobs.test_next_item_job import write_ratings
 
 TINY = [

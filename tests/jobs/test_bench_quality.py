@@ -11,9 +11,9 @@ from typing import Any, Dict, List
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.jobs import bench_quality
-from pyramid_mixer.jobs.bench_config import load_bench_config
-from pyramid_mixer.jobs.bench_tables import aggregate, findings
+from pyramid_mixer.jobs.bench import quality as bench_quality
+from pyramid_mixer.jobs.bench.config import load_bench_config
+from pyramid_mixer.jobs.bench.quality_tables import aggregate, findings
 from tests.features.test_convert import write_ml100k
 
 TINY_MODEL = [

@@ -12,9 +12,9 @@ from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
-from pyramid_mixer.jobs.bench_speed import full_history_logs, run_bench
-from pyramid_mixer.jobs.speed_config import SpeedConfig, load_speed_config
-from pyramid_mixer.jobs.speed_tables import targets
+from pyramid_mixer.jobs.bench.speed import full_history_logs, run_bench
+from pyramid_mixer.jobs.bench.speed_config import SpeedConfig, load_speed_config
+from pyramid_mixer.jobs.bench.speed_tables import targets
 
 SMALL = PyramidLayout(levels=(LevelSpec(0, 2, 1), LevelSpec(2, 4, 1), LevelSpec(4, 6, 1)))  # 6 behaviours
 LARGE = PyramidLayout(levels=(LevelSpec(0, 2, 1), LevelSpec(2, 6, 2), LevelSpec(6, 14, 4)))  # 14, same 6 tokens
@@ -123,7 +123,7 @@ def test_the_gpu_config_asks_for_bf16_at_batch_4096_over_2336_behaviours() -> No
 def test_matmul_replay_records_forward_and_backward_with_their_layouts() -> None:
     import torch
 
-    from pyramid_mixer.jobs.gemm_bound import matmul_flops, record_matmuls, replay_seconds
+    from pyramid_mixer.jobs.bench.gemm_bound import matmul_flops, record_matmuls, replay_seconds
 
     linear = torch.nn.Linear(8, 4)
     x = torch.randn(8, 18, requires_grad=True)

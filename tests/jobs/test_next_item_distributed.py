@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch.multiprocessing as mp
 
-from pyramid_mixer.features.movielens import convert_movielens
+from pyramid_mixer.features.datasets.movielens import convert_movielens
 from tests.jobs import next_item_worker
 from tests.jobs.test_distributed import _port
 from tests.jobs.test_next_item_job import write_ratings

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.features.movielens import convert_movielens
+from pyramid_mixer.features.datasets.movielens import convert_movielens
 from pyramid_mixer.jobs import eval as eval_job
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.train import summary, train
@@ -105,7 +105,7 @@ def test_pop_ranks_unseen_items_by_training_count(walk_run) -> None:  # type: ig
     root, _, result = walk_run
     import pyarrow.dataset as ds
 
-    from pyramid_mixer.ranking.next_item_metrics import topk_metrics
+    from pyramid_mixer.ranking.next_item.metrics import topk_metrics
 
     rows = ds.dataset(root / "data").to_table().to_pylist()
     counts: dict = {}

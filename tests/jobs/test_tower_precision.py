@@ -15,7 +15,7 @@ from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.loops import PipelineLoop, PlainLoop
-from pyramid_mixer.ranking.model import run_tower
+from pyramid_mixer.ranking.ctr.model import run_tower
 from tests.jobs.test_train_loop import OVERRIDES
 from tests.logs import random_rows, write_rows
 
@@ -61,7 +61,7 @@ def test_run_tower_returns_fp32_and_runs_the_tower_in_bf16() -> None:
 
 
 def test_bf16_next_item_model_trains(tmp_path: Path) -> None:
-    from pyramid_mixer.features.movielens import convert_movielens
+    from pyramid_mixer.features.datasets.movielens import convert_movielens
     from pyramid_mixer.jobs.train import train
     from tests.jobs.test_next_item_job import TINY, write_ratings
 

@@ -1,4 +1,4 @@
-"""Tests of the attention baselines (pyramid_mixer.ranking.baselines.attention): DinTower and SasRecTower."""
+"""Tests of the attention baselines (pyramid_mixer.ranking.towers.baselines.attention): DinTower and SasRecTower."""
 
 import dataclasses
 import doctest
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.baselines import attention
-from pyramid_mixer.ranking.baselines.attention import DinTower, SasRecTower
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines import attention
+from pyramid_mixer.ranking.towers.baselines.attention import DinTower, SasRecTower
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 
 B = 6
 SMALL = BaselineConfig(num_tokens=10, num_features=4, dim=8, num_target_features=2, out_dim=12, hidden=16,

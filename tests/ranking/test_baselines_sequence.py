@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from pyramid_mixer.ranking.baselines import mixers, pooling, recurrent
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.mixers import Mlp4RecTower, MlpMixerTower
-from pyramid_mixer.ranking.baselines.pooling import MeanPoolTower, NoTower
-from pyramid_mixer.ranking.baselines.recurrent import GruTower, oldest_first
+from pyramid_mixer.ranking.towers.baselines import mixers, pooling, recurrent
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.mixers import Mlp4RecTower, MlpMixerTower
+from pyramid_mixer.ranking.towers.baselines.pooling import MeanPoolTower, NoTower
+from pyramid_mixer.ranking.towers.baselines.recurrent import GruTower, oldest_first
 
 B = 6
 CONFIG = BaselineConfig(num_tokens=12, num_features=4, dim=8, num_target_features=2, out_dim=8, hidden=16, layers=2)

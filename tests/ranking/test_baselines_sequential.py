@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from pyramid_mixer.ranking.baselines.attention import SasRecTower
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.sequential import Bert4RecTower, FilterLayer, FmlpTower, LastItemTower
+from pyramid_mixer.ranking.towers.baselines.attention import SasRecTower
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.sequential import Bert4RecTower, FilterLayer, FmlpTower, LastItemTower
 
 CONFIG = BaselineConfig(num_tokens=8, num_features=3, dim=4, num_target_features=2, out_dim=6, hidden=16,
                         layers=2, heads=2)

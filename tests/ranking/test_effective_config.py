@@ -9,8 +9,8 @@ from typing import Dict, Tuple
 import pytest
 import torch
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import BASELINES, WIDTHS, effective_tower_config, make_tower
 
 S, F, D, FT = 6, 3, 4, 2

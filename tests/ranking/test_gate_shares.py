@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from pyramid_mixer.ranking.gate_shares import GateShares, gate_name
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from pyramid_mixer.ranking.towers.gate_shares import GateShares, gate_name
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 
 
 def tower(**switches: object) -> PyramidMixer:

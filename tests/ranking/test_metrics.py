@@ -1,4 +1,4 @@
-"""Tests of pyramid_mixer.ranking.metrics against scikit-learn and a slow per-group reference."""
+"""Tests of pyramid_mixer.ranking.ctr.metrics against scikit-learn and a slow per-group reference."""
 
 import doctest
 import math
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import log_loss, roc_auc_score
 
-from pyramid_mixer.ranking import metrics
-from pyramid_mixer.ranking.metrics import (
+from pyramid_mixer.ranking.ctr import metrics
+from pyramid_mixer.ranking.ctr.metrics import (
     GroupedAUC,
     auc,
     calibration,

@@ -12,8 +12,8 @@ from pyramid_mixer.embeddings.tables import embedding_bag_collection
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
-from pyramid_mixer.ranking.model import OverArchConfig, RankingModel, RankingTrain
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from pyramid_mixer.ranking.ctr.model import OverArchConfig, RankingModel, RankingTrain
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 from tests.logs import random_rows, write_rows
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))

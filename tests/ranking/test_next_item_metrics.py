@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyramid_mixer.ranking.next_item_metrics import (
+from pyramid_mixer.ranking.next_item.metrics import (
     row_uniforms,
     sample_negatives,
     sampled_ranks,

@@ -13,8 +13,8 @@ from pyramid_mixer.embeddings.tables import embedding_bag_collection
 from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
-from pyramid_mixer.ranking.next_item import NextItemConfig, NextItemModel, NextItemTrain
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from pyramid_mixer.ranking.next_item.model import NextItemConfig, NextItemModel, NextItemTrain
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 from tests.logs import SCHEMA, random_rows
 
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
@@ -100,8 +100,8 @@ def test_config_rejects_unknown_losses():
 
 def test_bpr_mf_user_vectors_read_the_user_not_the_history():
     spec, model, table, catalogue = _setup(user_factor=True)
-    from pyramid_mixer.ranking.baselines.config import BaselineConfig
-    from pyramid_mixer.ranking.baselines.pooling import NoTower
+    from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+    from pyramid_mixer.ranking.towers.baselines.pooling import NoTower
 
     model.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features, dim=16,
                                          num_target_features=len(spec.target), out_dim=8))

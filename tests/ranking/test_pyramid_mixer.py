@@ -1,4 +1,4 @@
-"""Tests of the Pyramid Mixer tower (pyramid_mixer.ranking.pyramid_mixer) and its mixer layer (mixer_layer)."""
+"""Tests of the Pyramid Mixer tower (pyramid_mixer.ranking.towers.pyramid_mixer) and its mixer layer (mixer_layer)."""
 
 import dataclasses
 import doctest
@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional
 
-from pyramid_mixer.ranking import mixer_layer, pyramid_mixer
-from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from pyramid_mixer.ranking.towers import mixer_layer, pyramid_mixer
+from pyramid_mixer.ranking.towers.mixer_layer import MixerLayer, MixerLayerConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 
 B, D = 4, 8
 SMALL = PyramidMixerConfig(level_tokens=(8, 8, 8), num_features=4, dim=D, low_rank=4, out_dim=16)
@@ -156,7 +156,7 @@ def test_an_ablation_starts_what_it_keeps_from_the_full_towers_weights(name: str
 
 def test_building_a_tower_leaves_the_global_stream_alone() -> None:
     """The over arch and the tables are drawn after the tower: which tower was built must not move them."""
-    from pyramid_mixer.ranking.baselines.config import BaselineConfig
+    from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
     from pyramid_mixer.ranking.towers import make_tower
 
     baseline = BaselineConfig(num_tokens=24, num_features=4, dim=D, num_target_features=2, out_dim=16)
@@ -343,7 +343,7 @@ def test_query_starts_aligned_with_the_candidates_own_features() -> None:
 
 @pytest.mark.parametrize("init", [0.5, 0.95, 0.2])
 def test_fusion_gate_starts_at_its_configured_share_for_every_input(init: float) -> None:
-    from pyramid_mixer.ranking.mixer_layer import FusionGate
+    from pyramid_mixer.ranking.towers.mixer_layer import FusionGate
 
     gate = FusionGate(num_features=3, dim=4, init=init)
     cb, cf = torch.randn(5, 2, 3, 4), torch.randn(5, 2, 3, 4)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
+from pyramid_mixer.ranking.towers.target_attention import TargetAttentionUnit
 
 
 def test_scores_equal_the_mlp_on_the_literal_concatenation_batch_or_time_major() -> None:

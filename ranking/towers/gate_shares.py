@@ -9,7 +9,7 @@ ignore its cross-feature branch there, near 0 its cross-behaviour branch. The ho
 
 Example::
 
-    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+    >>> from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
     >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=(4, 4), num_features=3, dim=8,
     ...                                         num_target_features=2, out_dim=16, gate_init=0.9))
     >>> with GateShares(tower) as gates:
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pyramid_mixer.ranking.mixer_layer import FusionGate
+from pyramid_mixer.ranking.towers.mixer_layer import FusionGate
 
 _LEVEL_LAYER = re.compile(r"levels\.(\d+)\.(\d+)\.gate$")
 

@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pyramid_mixer.features.conversion import (
+from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,

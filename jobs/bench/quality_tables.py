@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from pyramid_mixer.jobs.bench_common import machine_facts, write_report
+from pyramid_mixer.jobs.bench.common import machine_facts, write_report
 from pyramid_mixer.jobs.report import gate_table
 
 METRICS = ("auc", "uauc", "gauc")
@@ -203,7 +203,7 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
     order = [v.name for v in bench.variants]
     tables = {ds.name: {v: tables[ds.name][v] for v in order} for ds in bench.datasets}
     data: Dict[str, Any] = {
-        "command": "python -m pyramid_mixer.jobs.bench_quality" + (
+        "command": "python -m pyramid_mixer.jobs.bench.quality" + (
             f" --config {bench.source}" if not bench.source.endswith("configs/bench_quality.yaml") else ""),
         "seconds": seconds, "machine": machine_facts(), "workers": bench.workers, "threads": bench.threads,
         "seeds": list(bench.seeds), "search": [list(c) for c in bench.search], "reference": bench.reference,

@@ -39,7 +39,7 @@ from pyramid_mixer.embeddings.tables import EmbeddingKeys
 from pyramid_mixer.features.next_item import NextItemBatch
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
-from pyramid_mixer.ranking.model import TOWER_PRECISIONS, _token_mask, run_tower
+from pyramid_mixer.ranking.ctr.model import TOWER_PRECISIONS, _token_mask, run_tower
 
 torch.fx.wrap("_token_mask")  # leaves here too: TorchRec's train pipeline traces this module's forward
 torch.fx.wrap("run_tower")

@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from pyramid_mixer.features.conversion import (
+from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,

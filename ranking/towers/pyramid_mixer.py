@@ -43,9 +43,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.init_streams import init_stream
-from pyramid_mixer.ranking.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
-from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
+from pyramid_mixer.ranking.towers.init_streams import init_stream
+from pyramid_mixer.ranking.towers.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
+from pyramid_mixer.ranking.towers.target_attention import TargetAttentionUnit
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ norm with ``torch.where``, the cross-behaviour branch that multiplies its token 
 residual add, the fusion gate whose weight broadcasts along D, and DIN's attention unit that concatenates
 ``[x, t * a]``. Everything else is shared with the tower itself; ``former_code(model)`` runs a built model's
 tower the former way in place, within a ``with`` block. The tests check that both give the same
-outputs and gradients for every ablation switch (``tests/ranking/test_tower_reference.py``), and
-``bench-speed`` times the two alternately in one process (``jobs/bench_speed.py``).
+outputs and gradients for every ablation switch (``tests/jobs/test_tower_reference.py``), and
+``bench-speed`` times the two alternately in one process (``jobs/bench/speed.py``).
 
 Example::
 
-    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+    >>> from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
     >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=(4, 4), num_features=3, dim=8, out_dim=8))
     >>> tokens, mask, target = torch.randn(2, 8, 3, 8), torch.ones(2, 8, dtype=torch.bool), torch.randn(2, 2, 8)
     >>> torch.allclose(reference_tower(tower)(tokens, mask, target), tower(tokens, mask, target), atol=1e-6)
@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.mixer_layer import CrossBehaviorMixer, FusionGate, MixerLayer, masked_mean
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer
-from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
+from pyramid_mixer.ranking.towers.mixer_layer import CrossBehaviorMixer, FusionGate, MixerLayer, masked_mean
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer
+from pyramid_mixer.ranking.towers.target_attention import TargetAttentionUnit
 
 
 class _CrossBehavior(CrossBehaviorMixer):

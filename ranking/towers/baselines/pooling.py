@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torchrec.modules.mlp import MLP
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.inputs import check_inputs, zero_padding
 
 
 def masked_token_mean(tokens: Tensor, mask: Tensor) -> Tensor:

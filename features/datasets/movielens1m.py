@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pyramid_mixer.features.conversion import ConvertSummary, token_vocabulary
-from pyramid_mixer.features.movielens import (
+from pyramid_mixer.features.datasets.conversion import ConvertSummary, token_vocabulary
+from pyramid_mixer.features.datasets.movielens import (
     Events,
     Items,
     Users,

@@ -1,6 +1,6 @@
 """``bench-speed``: how fast each tower trains and evaluates against history length, on this machine.
 
-    python -m pyramid_mixer.jobs.bench_speed [--config bench_speed.yaml] [--set batch_size=256 repeats=5]
+    python -m pyramid_mixer.jobs.bench.speed [--config bench_speed.yaml] [--set batch_size=256 repeats=5]
 
 For every case (a tower over a layout, see ``speed_config.py``), in one process run:
 - training examples/s: forward + backward + optimizer of the full model (embedding bags with the fused
@@ -40,18 +40,18 @@ from pyramid_mixer.embeddings.model_parallel import init_distributed
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
-from pyramid_mixer.features.synthetic import SCHEMA
+from pyramid_mixer.features.datasets.synthetic import SCHEMA
 from pyramid_mixer.features.tokens import PyramidLayout
-from pyramid_mixer.jobs.bench_common import bench_main
+from pyramid_mixer.jobs.bench.common import bench_main
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
-from pyramid_mixer.jobs.gemm_bound import matmul_flops, record_matmuls, replay_seconds
+from pyramid_mixer.jobs.bench.gemm_bound import matmul_flops, record_matmuls, replay_seconds
 from pyramid_mixer.jobs.loops import PlainLoop
-from pyramid_mixer.jobs.speed_config import SpeedCase, SpeedConfig, load_speed_config
-from pyramid_mixer.jobs.speed_profile import profile_categories
-from pyramid_mixer.jobs.speed_tables import write_results
-from pyramid_mixer.ranking.tower_reference import former_code, reference_tower
+from pyramid_mixer.jobs.bench.speed_config import SpeedCase, SpeedConfig, load_speed_config
+from pyramid_mixer.jobs.bench.speed_profile import profile_categories
+from pyramid_mixer.jobs.bench.speed_tables import write_results
+from pyramid_mixer.jobs.bench.tower_reference import former_code, reference_tower
 from pyramid_mixer.ranking.towers import make_tower
 
 log = logging.getLogger(__name__)

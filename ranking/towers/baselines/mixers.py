@@ -29,9 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.inputs import check_inputs
-from pyramid_mixer.ranking.mixer_layer import ChannelMlp, masked_mean
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.inputs import check_inputs
+from pyramid_mixer.ranking.towers.mixer_layer import ChannelMlp, masked_mean
 
 
 class TokenMixing(nn.Module):

@@ -8,11 +8,11 @@ from typing import Optional
 import pytest
 import torch
 
-from pyramid_mixer.ranking import tower_reference
-from pyramid_mixer.ranking.baselines.attention import DinTower
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer
-from pyramid_mixer.ranking.tower_reference import reference_tower
+from pyramid_mixer.jobs.bench import tower_reference
+from pyramid_mixer.ranking.towers.baselines.attention import DinTower
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer
+from pyramid_mixer.jobs.bench.tower_reference import reference_tower
 from tests.ranking.test_pyramid_mixer import ABLATIONS, SMALL, make_inputs
 
 CASES = {**ABLATIONS, "two_layers": dict(layers_per_level=2), "expansion_3": dict(expansion=3)}
@@ -116,7 +116,7 @@ def test_former_code_swaps_in_place_and_back() -> None:
 
 def test_levels_time_major_gradient_and_padding() -> None:
     """The input's custom backward against autograd's numerical gradient, and NaN at a padded slot stays out."""
-    from pyramid_mixer.ranking.pyramid_mixer import LevelsTimeMajor
+    from pyramid_mixer.ranking.towers.pyramid_mixer import LevelsTimeMajor
 
     g = torch.Generator().manual_seed(5)
     tokens = torch.randn(3, 5, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)

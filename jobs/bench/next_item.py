@@ -1,6 +1,6 @@
 """``bench-nextitem``: the paper's next-item table (RQ1): every model, same budget, HR@10, NDCG@10, MRR@20.
 
-    python -m pyramid_mixer.jobs.bench_next_item [--config bench.yaml] [--set seeds=[0] workers=1]
+    python -m pyramid_mixer.jobs.bench.next_item [--config bench.yaml] [--set seeds=[0] workers=1]
 
 For each dataset (MovieLens-100k, fetched; MovieLens-1M and Amazon Beauty when their files are given) and
 each model (the Pyramid Mixer and the baselines behind the same tower interface, on the same tables): every
@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pyramid_mixer.jobs.bench_common import bench_main
-from pyramid_mixer.jobs.bench_config import BenchConfig, load_bench_config
-from pyramid_mixer.jobs.bench_next_item_tables import write_results
-from pyramid_mixer.jobs.bench_quality import search_and_seeds
+from pyramid_mixer.jobs.bench.common import bench_main
+from pyramid_mixer.jobs.bench.config import BenchConfig, load_bench_config
+from pyramid_mixer.jobs.bench.next_item_tables import write_results
+from pyramid_mixer.jobs.bench.quality import search_and_seeds
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import load_config
 

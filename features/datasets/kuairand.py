@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pyramid_mixer.features import synthetic
-from pyramid_mixer.features.conversion import (
+from pyramid_mixer.features.datasets import synthetic
+from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
     HistoryIndex,
     chunk_bounds,

@@ -25,8 +25,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.inputs import check_inputs, zero_padding
 
 
 def oldest_first(mask: Tensor) -> Tensor:

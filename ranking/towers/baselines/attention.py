@@ -31,9 +31,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
-from pyramid_mixer.ranking.target_attention import TargetAttentionUnit
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.inputs import check_inputs, zero_padding
+from pyramid_mixer.ranking.towers.target_attention import TargetAttentionUnit
 
 
 class DinTower(nn.Module):

@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.baselines.attention import TransformerBlock
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.inputs import check_inputs, zero_padding
+from pyramid_mixer.ranking.towers.baselines.attention import TransformerBlock
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.inputs import check_inputs, zero_padding
 
 
 def most_recent(x: Tensor, mask: Tensor) -> Tensor:

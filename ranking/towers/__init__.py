@@ -10,7 +10,7 @@ recommenders of next-item mode (``baselines.sequential``): ``last`` (FPMC's firs
 
 Example::
 
-    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixerConfig
+    >>> from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
     >>> tower = make_tower("mean", PyramidMixerConfig(level_tokens=(8,), num_features=2, dim=4,
     ...                    num_target_features=1), BaselineConfig(num_tokens=8, num_features=2, dim=4,
     ...                    num_target_features=1, out_dim=6))
@@ -25,14 +25,14 @@ from typing import Callable, Dict, Union
 
 from torch import nn
 
-from pyramid_mixer.ranking.baselines.attention import DinTower, SasRecTower
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.baselines.mixers import Mlp4RecTower, MlpMixerTower
-from pyramid_mixer.ranking.baselines.pooling import MeanPoolTower, NoTower
-from pyramid_mixer.ranking.baselines.recurrent import GruTower
-from pyramid_mixer.ranking.baselines.sequential import Bert4RecTower, FmlpTower, LastItemTower
-from pyramid_mixer.ranking.init_streams import init_stream
-from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+from pyramid_mixer.ranking.towers.baselines.attention import DinTower, SasRecTower
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.mixers import Mlp4RecTower, MlpMixerTower
+from pyramid_mixer.ranking.towers.baselines.pooling import MeanPoolTower, NoTower
+from pyramid_mixer.ranking.towers.baselines.recurrent import GruTower
+from pyramid_mixer.ranking.towers.baselines.sequential import Bert4RecTower, FmlpTower, LastItemTower
+from pyramid_mixer.ranking.towers.init_streams import init_stream
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 
 BASELINES: Dict[str, Callable[[BaselineConfig], nn.Module]] = {
     "mean": MeanPoolTower,

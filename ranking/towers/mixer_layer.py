@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.init_streams import init_stream
+from pyramid_mixer.ranking.towers.init_streams import init_stream
 
 FUSIONS = ("gate", "sum")
 

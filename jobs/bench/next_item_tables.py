@@ -13,8 +13,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from pyramid_mixer.jobs.bench_common import machine_facts, write_report
-from pyramid_mixer.jobs.bench_tables import _mean_std, _pm
+from pyramid_mixer.jobs.bench.common import machine_facts, write_report
+from pyramid_mixer.jobs.bench.quality_tables import _mean_std, _pm
 
 HEADLINE = ("HR@10", "NDCG@10", "MRR@20")  # the paper's three metrics
 SAMPLED = ("sampled_uniform", "sampled_popularity")

@@ -1,6 +1,6 @@
 """``bench-quality``: every tower and every Pyramid Mixer ablation, same budget, planted and real logs.
 
-    python -m pyramid_mixer.jobs.bench_quality [--config bench.yaml] [--set seeds=[0] workers=1]
+    python -m pyramid_mixer.jobs.bench.quality [--config bench.yaml] [--set seeds=[0] workers=1]
 
 For each dataset (the planted synthetic logs, MovieLens-100k converted from RecBole's files) and each
 variant (the Pyramid Mixer, its ablations, the baseline towers): every search candidate trains once with
@@ -34,9 +34,9 @@ import torch
 from tqdm import tqdm
 
 from pyramid_mixer.features.config_io import to_dict
-from pyramid_mixer.jobs.bench_common import bench_main
-from pyramid_mixer.jobs.bench_config import BenchConfig, BenchDataset, load_bench_config
-from pyramid_mixer.jobs.bench_tables import write_results
+from pyramid_mixer.jobs.bench.common import bench_main
+from pyramid_mixer.jobs.bench.config import BenchConfig, BenchDataset, load_bench_config
+from pyramid_mixer.jobs.bench.quality_tables import write_results
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.next_item_eval import NextItemReport
@@ -88,14 +88,15 @@ def effective_config(config: JobConfig) -> Dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint() -> str:
-    """A hash of the package's Python sources (the benchmark's own files aside), so that the trial cache
-    never serves a result trained by other code."""
+    """A hash of the package's Python sources (the benchmarks' own, ``jobs/bench/``, aside), so that the trial
+    cache never serves a result trained by other code."""
     h = hashlib.sha1()
     for package in ("features", "embeddings", "ranking", "jobs"):
         root = Path(importlib.import_module(f"pyramid_mixer.{package}").__file__).parent  # type: ignore[arg-type]
         for path in sorted(root.rglob("*.py")):
-            if not path.name.startswith("bench_"):
-                h.update(f"{package}/{path.relative_to(root).as_posix()}".encode() + path.read_bytes())
+            relative = path.relative_to(root).as_posix()
+            if not (package == "jobs" and relative.startswith("bench/")):
+                h.update(f"{package}/{relative}".encode() + path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -129,9 +130,9 @@ def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
         s = generate(job)
         log.info("%s: generated %s rows, oracle click AUC %.4f", ds.name, f"{s.rows:,}", s.oracle_click_auc)
         return
-    from pyramid_mixer.features.amazon import convert_amazon
-    from pyramid_mixer.features.movielens import ML100K_FILES, convert_movielens, fetch_recbole_ml100k
-    from pyramid_mixer.features.movielens1m import convert_movielens1m
+    from pyramid_mixer.features.datasets.amazon import convert_amazon
+    from pyramid_mixer.features.datasets.movielens import ML100K_FILES, convert_movielens, fetch_recbole_ml100k
+    from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
 
     source = Path(ds.source) if ds.source else out / "source"
     if ds.kind == "movielens" and not ds.source and not all((source / n).is_file() for n in ML100K_FILES):

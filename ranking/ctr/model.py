@@ -22,7 +22,7 @@ Example::
     >>> from pyramid_mixer.features.spec import default_spec
     >>> from pyramid_mixer.features.tokens import PyramidLayout, LevelSpec
     >>> from pyramid_mixer.embeddings.tables import embedding_bag_collection
-    >>> from pyramid_mixer.ranking.pyramid_mixer import PyramidMixer, PyramidMixerConfig
+    >>> from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
     >>> spec, layout = default_spec(), PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
     >>> ebc = embedding_bag_collection(spec, layout, device=torch.device("cpu"))
     >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=layout.level_tokens, dim=16, out_dim=8))

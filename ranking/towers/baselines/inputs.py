@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyramid_mixer.ranking.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 
 
 def check_inputs(config: BaselineConfig, tokens: Tensor, mask: Tensor, target: Tensor) -> None:

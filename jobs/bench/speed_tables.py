@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pyramid_mixer.jobs.bench_common import machine_facts, write_report
+from pyramid_mixer.jobs.bench.common import machine_facts, write_report
 
 
 def _find(results: List[Dict[str, Any]], name: str, behaviours: int) -> Optional[Dict[str, Any]]:
@@ -194,7 +194,7 @@ def write_results(cfg: Any, peaks: Dict[str, float], results: List[Dict[str, Any
     """Writes ``out_dir/speed.{json,md,png}``; returns the JSON data plus a ``markdown_summary``."""
     default = cfg.source.endswith("configs/bench_speed.yaml")
     data: Dict[str, Any] = {
-        "command": "python -m pyramid_mixer.jobs.bench_speed" + ("" if default else f" --config {cfg.source}"),
+        "command": "python -m pyramid_mixer.jobs.bench.speed" + ("" if default else f" --config {cfg.source}"),
         "seconds": seconds, "machine": machine_facts(), "threads": cfg.threads, "batch_size": cfg.batch_size,
         "warmup": cfg.warmup, "repeats": cfg.repeats, "matmul_size": cfg.matmul_size,
         "matmul_peak_gflops": peaks, "cases": results, "loader": loader, "tower_precision": cfg.tower_precision,

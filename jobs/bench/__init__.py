@@ -1,0 +1,1 @@
+"""The benchmarks: quality (every tower and ablation), next-item (the paper's table), speed."""
