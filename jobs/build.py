@@ -65,7 +65,7 @@ def build(config: JobConfig, spec: FeatureSpec, env: DistEnv) -> Built:
                 "(looked for $CXX, g++, clang++, c++); install one (e.g. apt install g++) or set "
                 "model.compile_tower=false"
             )
-        model.model.tower.compile()  # in place: parameter names and checkpoints are those of the plain tower
+        model.model.encoder.tower.compile()  # in place: parameter names and checkpoints are those of the plain tower
     num_parameters = sum(p.numel() for p in model.parameters())
     layout = config.model.effective_layout()
     dmp = shard(model, env, config.model.sharding, config.train.sparse_lr, config.train.batch_size,

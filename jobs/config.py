@@ -25,7 +25,8 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.datasets.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
 from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
-from pyramid_mixer.ranking.ctr.model import TOWER_PRECISIONS, OverArchConfig
+from pyramid_mixer.ranking.ctr.model import OverArchConfig
+from pyramid_mixer.ranking.encoder import TOWER_PRECISIONS
 from pyramid_mixer.ranking.next_item.model import NEEDS_CANDIDATE, NextItemConfig
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS

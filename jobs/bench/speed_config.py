@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
-from pyramid_mixer.ranking.ctr.model import TOWER_PRECISIONS
+from pyramid_mixer.ranking.encoder import TOWER_PRECISIONS
 from pyramid_mixer.ranking.towers import TOWER_KINDS
 
 

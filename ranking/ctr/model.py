@@ -1,16 +1,9 @@
-"""The ranking model: embedding bags -> interaction tower -> over arch -> one logit per label.
+"""The CTR ranking model: the history encoder -> over arch -> one logit per label.
 
-Parts, each testable alone (TorchRec's DLRM layout):
-- the sparse arch: one ``EmbeddingBagCollection`` (sharded by DMP), preceded for the tables the spec marks
-  ``managed_collision`` by TorchRec's managed-collision modules (``embeddings.collisions``), whose pooled
-  outputs are selected by
-  name (``KeyedTensor.regroup``): the pyramid tokens ``B X S X F X D``, the candidate ``B X Ft X D`` and
-  every request-level feature for the over arch;
-- the tower (``PyramidMixer`` or a baseline with the same ``forward(tokens, mask, target)``), which receives
-  every token and the candidate layer-normed (over ``F X D`` and ``Ft X D``, no affine; ``input_norm``):
-  every tower then reads inputs of the same scale whatever the tables' (their rows start at ``init_scale``
-  0.05, so a raw product of two embeddings starts near 0.0025, which a tower without norms of its own, such
-  as DIN, hardly learns to read within a short budget);
+TorchRec's DLRM layout, each part testable alone:
+- the history encoder (``ranking.encoder``): the sparse arch (one sharded ``EmbeddingBagCollection``, looked
+  up once for the pyramid tokens, every request-level feature and the candidate) and the tower (a tower of
+  ``ranking.towers``), which reads the tokens and the candidate layer-normed;
 - the over arch: tower output + pooled sparse embeddings + dense features -> MLP -> ``B X n_labels``.
 
 ``RankingTrain`` owns the loss (BCE per label, weighted) and returns ``(loss, (loss, logits, labels,
@@ -41,13 +34,13 @@ import torch.nn.functional as nnf
 from torch import nn
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.modules.mlp import MLP
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from pyramid_mixer.embeddings.collisions import ManagedIds
-from pyramid_mixer.embeddings.tables import EmbeddingKeys
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
+from pyramid_mixer.ranking.encoder import HistoryEncoder
 
 
 @dataclass(frozen=True)
@@ -58,46 +51,11 @@ class OverArchConfig:
     hidden: Tuple[int, ...] = (256, 128)  # widths of its hidden layers (ReLU)
 
 
-@torch.fx.wrap
-def _token_mask(kjt: KeyedJaggedTensor, first: int, num_slots: int, expected_key: str) -> torch.Tensor:
-    """``B X S``: the bags of keys ``first .. first + S`` are non-empty. A leaf for torch.fx (TorchRec's
-    train pipeline traces the model), since it checks the key order in Python."""
-    if kjt.keys()[first] != expected_key:
-        raise ValueError(
-            f"batch KJT key {first} is {kjt.keys()[first]!r}, expected {expected_key!r}: "
-            "the reader's spec/layout differ from the model's"
-        )
-    B = kjt.stride()
-    lengths = kjt.lengths().view(-1, B)  # K X B
-    return lengths[first : first + num_slots].t() > 0  # B X S
-
-
-TOWER_PRECISIONS = ("fp32", "bf16")
-
-
-@torch.fx.wrap
-def run_tower(tower: nn.Module, tokens: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-              precision: str) -> torch.Tensor:
-    """``tower(tokens, mask, target)``, under bf16 autocast when ``precision`` is ``"bf16"`` (the weights stay
-    fp32, the master copy the optimizer updates; the output comes back fp32). A leaf for torch.fx, since
-    autocast needs the inputs' real device."""
-    if precision == "fp32":
-        return tower(tokens, mask, target)
-    with torch.autocast(tokens.device.type, dtype=torch.bfloat16):
-        out = tower(tokens, mask, target)
-    return out.float()
-
-
 class RankingModel(nn.Module):
     """Args:
-    ebc: the embedding-bag collection built from the spec and layout (``embeddings.tables``).
-    spec, layout: the feature spec and pyramid layout the reader uses.
-    tower: ``forward(tokens B X S X F X D, mask B X S, target B X Ft X D) -> B X out_dim``, with ``out_dim``.
+    ebc, spec, layout, tower, managed, input_norm, tower_precision: the history encoder's
+        (``ranking.encoder.HistoryEncoder``).
     over: the over-arch MLP widths.
-    managed: the managed-collision modules of the spec's managed tables (``embeddings.collisions``), or None.
-    input_norm: layer-norm the tokens (over F X D) and the candidate (over Ft X D) before the tower; a padded
-        token (all zeros) stays zero.
-    tower_precision: ``"fp32"``, or ``"bf16"`` to run the tower under bf16 autocast (``run_tower``).
     """
 
     def __init__(
@@ -112,40 +70,17 @@ class RankingModel(nn.Module):
         tower_precision: str = "fp32",
     ) -> None:
         super().__init__()
-        if tower_precision not in TOWER_PRECISIONS:
-            raise ValueError(f"tower_precision={tower_precision!r}: use one of {TOWER_PRECISIONS}")
-        self.input_norm = input_norm
-        self.tower_precision = tower_precision
-        self.managed_ids = managed
-        self.sparse_arch = ebc
-        self.keys = EmbeddingKeys.build(spec, layout)
-        self.tower = tower
+        self.encoder = HistoryEncoder(ebc, spec, layout, tower, managed, input_norm, tower_precision)
         self.num_labels = len(spec.labels)
-        in_dim = int(tower.config.out_dim) + self.keys.sparse_width(spec) + len(spec.dense)
+        in_dim = self.encoder.out_dim + self.encoder.keys.sparse_width(spec) + len(spec.dense)
         self.over_arch = MLP(in_dim, list(over.hidden), bias=True, activation="relu")
         self.head = nn.Linear(over.hidden[-1] if over.hidden else in_dim, self.num_labels)
 
-    def token_mask(self, kjt: KeyedJaggedTensor) -> torch.Tensor:
-        """``B X S`` bool: a slot is a real token iff its bag is non-empty."""
-        k = self.keys
-        return _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])
-
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> torch.Tensor:
-        k = self.keys
-        B = kjt.stride()
-        rows = kjt if self.managed_ids is None else self.managed_ids(kjt)
-        pooled: KeyedTensor = self.sparse_arch(rows)
-        tokens, sparse, target = KeyedTensor.regroup([pooled], [k.tokens, k.sparse, k.target])
-        tokens = tokens.view(B, k.num_slots, k.num_token_features, k.dim)  # B X S X F X D
-        target = target.view(B, len(k.target), k.dim)  # B X Ft X D
-        if self.input_norm:  # static shapes: the train pipeline traces this forward with torch.fx
-            # eps far below the variance of rows of scale 0.05 (mean-pooled bags reach ~1e-4), so the norm
-            # removes the tables' scale rather than shrinking small tokens; an all-zero padded token stays 0
-            tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
-            target = nnf.layer_norm(target, (len(k.target), k.dim), eps=1e-9)
-        h = run_tower(self.tower, tokens, self.token_mask(kjt), target, self.tower_precision)  # B X out_dim
-        x = torch.cat([h, sparse, dense], dim=1)
-        return self.head(self.over_arch(x))  # B X n_labels
+        keys, B = self.encoder.keys, kjt.stride()
+        tokens, sparse, target = self.encoder.embed(kjt, [keys.sparse, keys.target])
+        h = self.encoder.encode(kjt, tokens, self.encoder.candidate(target, B), B)  # B X out_dim
+        return self.head(self.over_arch(torch.cat([h, sparse, dense], dim=1)))  # B X n_labels
 
 
 class RankingTrain(nn.Module):

@@ -32,17 +32,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from pyramid_mixer.embeddings.collisions import ManagedIds
-from pyramid_mixer.embeddings.tables import EmbeddingKeys
 from pyramid_mixer.features.next_item import NextItemBatch
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
-from pyramid_mixer.ranking.ctr.model import TOWER_PRECISIONS, _token_mask, run_tower
-
-torch.fx.wrap("_token_mask")  # leaves here too: TorchRec's train pipeline traces this module's forward
-torch.fx.wrap("run_tower")
+from pyramid_mixer.ranking.encoder import HistoryEncoder
 
 LOSSES = ("softmax", "sampled_softmax", "bpr")
 # towers with no candidate-free readout
@@ -92,14 +88,10 @@ def user_feature(spec: FeatureSpec, dim: int) -> str:
 
 class NextItemModel(nn.Module):
     """Args:
-    ebc: the embedding-bag collection (``embeddings.tables``); the item table is ``spec.target[0]``'s.
-    spec, layout: the feature spec and pyramid layout the reader uses.
-    tower: ``forward(tokens, mask, target) -> B X out_dim`` with ``config.out_dim`` (``ranking.towers``).
-    managed: managed-collision modules (``embeddings.collisions``), or None.
-    input_norm: layer-norm the tokens over ``F X D`` before the tower, as in CTR mode.
+    ebc, spec, layout, tower, managed, input_norm, tower_precision: the history encoder's
+        (``ranking.encoder.HistoryEncoder``); the item table is ``spec.target[0]``'s.
     user_factor: add the user id's embedding (the sparse feature on ``spec.user_id``, a table as wide as the
         item table's) to the user vector.
-    tower_precision: ``"fp32"``, or ``"bf16"`` to run the tower under bf16 autocast (``model.run_tower``).
 
     ``forward(kjt, dense)``: ``kjt`` has ``B + N`` rows, ``dense`` the ``B`` user rows' dense features (only
     its row count is read); returns ``(users B X D, items N X D)``.
@@ -117,39 +109,22 @@ class NextItemModel(nn.Module):
         tower_precision: str = "fp32",
     ) -> None:
         super().__init__()
-        if tower_precision not in TOWER_PRECISIONS:
-            raise ValueError(f"tower_precision={tower_precision!r}: use one of {TOWER_PRECISIONS}")
-        self.input_norm = input_norm
-        self.tower_precision = tower_precision
-        self.managed_ids = managed
-        self.sparse_arch = ebc
-        self.keys = EmbeddingKeys.build(spec, layout)
+        self.encoder = HistoryEncoder(ebc, spec, layout, tower, managed, input_norm, tower_precision)
         self.item_key = spec.target[0]
         self.num_target_features = len(spec.target)
-        self.tower = tower
         item_dim = spec.table(spec.sparse_feature(self.item_key).table).dim
-        self.user_head = nn.Linear(int(tower.config.out_dim), item_dim)
-        self.user_key: Optional[str] = None
-        if user_factor:
-            self.user_key = user_feature(spec, item_dim)
+        self.user_head = nn.Linear(self.encoder.out_dim, item_dim)
+        self.user_key: Optional[str] = user_feature(spec, item_dim) if user_factor else None
 
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        k = self.keys
         B = dense.shape[0]
-        rows = kjt if self.managed_ids is None else self.managed_ids(kjt)
-        pooled: KeyedTensor = self.sparse_arch(rows)
-        groups = [k.tokens, [self.item_key]] + ([[self.user_key]] if self.user_key is not None else [])
-        regrouped = KeyedTensor.regroup([pooled], groups)
-        tokens, items = regrouped[0], regrouped[1]
-        tokens = tokens[:B].view(B, k.num_slots, k.num_token_features, k.dim)
-        if self.input_norm:
-            tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=1e-9)
-        mask = _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])[:B]
-        target = tokens.new_zeros(B, self.num_target_features, k.dim)  # no candidate: see the module docstring
-        users = self.user_head(run_tower(self.tower, tokens, mask, target, self.tower_precision))
+        groups = [[self.item_key]] + ([[self.user_key]] if self.user_key is not None else [])
+        pooled = self.encoder.embed(kjt, groups)  # tokens, items, (users)
+        target = pooled[0].new_zeros(B, self.num_target_features, self.encoder.keys.dim)  # no candidate
+        users = self.user_head(self.encoder.encode(kjt, pooled[0], target, B))
         if self.user_key is not None:
-            users = users + regrouped[2][:B]
-        return users, items[B:]
+            users = users + pooled[2][:B]
+        return users, pooled[1][B:]
 
 
 class NextItemTrain(nn.Module):

@@ -30,11 +30,11 @@ from torch import Tensor, nn
 
 from pyramid_mixer.ranking.towers.mixer_layer import FusionGate
 
-_LEVEL_LAYER = re.compile(r"levels\.(\d+)\.(\d+)\.gate$")
+_LEVEL_LAYER = re.compile(r"levels\.(\d+)\.layers\.(\d+)\.gate$")
 
 
 def gate_name(module_name: str) -> str:
-    """``"...levels.1.0.gate"`` -> ``"level1.layer0"``; any other name is kept as it is."""
+    """``"...levels.1.layers.0.gate"`` -> ``"level1.layer0"``; any other name is kept as it is."""
     m = _LEVEL_LAYER.search(module_name)
     return f"level{m.group(1)}.layer{m.group(2)}" if m else module_name
 

@@ -1,8 +1,8 @@
 """The Pyramid Mixer tower: a pyramid of mixer layers over short, middle and long periods of the history.
 
 Gong et al., "Pyramid Mixer: Multi-dimensional Multi-period Interest Modeling for Sequential
-Recommendation", SIGIR 2025. Only the slides are available; they name the components and the design in
-``shared/design/pyramid-mixer.md`` realises each one. The paper's: mixer layers with a cross-behavior and a
+Recommendation", SIGIR 2025. Only the slides are available; they name the components, and
+``docs/design.md`` says how each one is realised here. The paper's: mixer layers with a cross-behavior and a
 cross-feature mixer and an adaptive fusion (``mixer_layer.py``), a pyramid yielding short-, middle- and
 long-period interests, the low-rank decomposition, the multi-scale cross-period module. Ours: the
 equations of every part, the gate's inputs, periods as levels of pooled tokens, the carry merge between
@@ -32,7 +32,9 @@ Every part draws its initial weights from its own named stream (``init_streams.p
 starts the parts it keeps from the same weights as the full tower does.
 
 Inside, tokens are time-major (``T X B X F X D``, one transpose at the input), so that every token mixing,
-per-token MLP and pooling is one matmul without a permute copy (see ``mixer_layer.py``).
+per-token MLP and pooling is one matmul without a permute copy (see ``mixer_layer.py``). The parts, one
+module each: ``PyramidLevel`` (steps 1-2, ``pyramid_levels.py``), ``CrossPeriodMixer`` (step 3,
+``cross_period.py``), ``TargetAwareReadout`` / ``LearnedQueryReadout`` (step 4, ``readouts.py``).
 """
 
 import dataclasses
@@ -41,11 +43,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional
 
+from pyramid_mixer.ranking.towers.cross_period import CrossPeriodMixer
 from pyramid_mixer.ranking.towers.init_streams import init_stream
-from pyramid_mixer.ranking.towers.mixer_layer import MixerLayer, MixerLayerConfig, check_branches, masked_softmax, pool_tokens
-from pyramid_mixer.ranking.towers.target_attention import TargetAttentionUnit
+from pyramid_mixer.ranking.towers.mixer_layer import MixerLayerConfig, check_branches
+from pyramid_mixer.ranking.towers.pyramid_levels import LevelsTimeMajor, PyramidLevel
+from pyramid_mixer.ranking.towers.readouts import LearnedQueryReadout, TargetAwareReadout
 
 
 @dataclass(frozen=True)
@@ -128,111 +131,6 @@ class PyramidMixerConfig:
         return dataclasses.replace(self, **{name: getattr(default, name) for name in unused})
 
 
-class LevelsTimeMajor(torch.autograd.Function):
-    """``tokens: B X S X F X D`` -> each level's tokens, ``T_k X B X F X D`` (time-major, contiguous), zero where
-    ``mask: B X S`` is False whatever the slot held (NaN too). Its backward writes the gradient straight into
-    the batch-major layout, zero at padded slots: one pass per level, where autograd's own backward of the
-    same forward (mask, split, transpose) took three over the whole history (mask, concatenate, transpose).
-    Apply as ``LevelsTimeMajor.apply(tokens, mask, level_tokens)``."""
-
-    @staticmethod
-    def forward(ctx, tokens: Tensor, mask: Tensor, sizes: List[int]) -> Tuple[Tensor, ...]:  # type: ignore[override]
-        ctx.save_for_backward(mask)
-        ctx.sizes = sizes
-        mask_t = mask.t().contiguous()  # S X B: a transposed mask would give torch.where a non-contiguous output
-        return tuple(torch.where(m[:, :, None, None], x.transpose(0, 1), 0.0).contiguous()
-                     for x, m in zip(tokens.split(sizes, 1), mask_t.split(sizes)))
-
-    @staticmethod
-    def backward(ctx, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], None, None]:  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        like = next(g for g in grads if g is not None)
-        grad = torch.empty(mask.shape + like.shape[2:], dtype=like.dtype, device=like.device)  # B X S X F X D
-        weights = mask[:, :, None, None].to(like.dtype)
-        for g, out, w in zip(grads, grad.split(ctx.sizes, 1), weights.split(ctx.sizes, 1)):
-            if g is None:
-                out.zero_()
-            else:
-                torch.mul(g.transpose(0, 1), w, out=out)  # B X T_k X F X D, written in place
-        return grad, None, None
-
-
-class CarryMerge(nn.Module):
-    """Compresses a level's T tokens into C carry tokens by C masked softmax poolings over T.
-
-    The score of token t for carry token c is ``w_c · flat(x_t) + p_{t,c}`` (content plus a learned positional
-    prior, zero at start). Returns the carry tokens and their mask (True where the level had a real token).
-
-    Args:
-        num_tokens (int): T.
-        num_features (int): F.
-        dim (int): D.
-        carry_tokens (int): C.
-        device (Optional[torch.device]): where to allocate parameters.
-
-    Shapes: ``x: T X B X F X D``, ``mask: T X B`` -> ``C X B X F X D``, ``C X B`` (time-major).
-    """
-
-    def __init__(
-        self, num_tokens: int, num_features: int, dim: int, carry_tokens: int, device: Optional[torch.device] = None
-    ) -> None:
-        super().__init__()
-        # no bias: a constant per carry token cancels in the softmax over T (it would get no gradient)
-        self.score = nn.Linear(num_features * dim, carry_tokens, bias=False, device=device)
-        self.position = nn.Parameter(torch.zeros(num_tokens, 1, carry_tokens, device=device))
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
-        T, B, F, D = x.shape
-        flat = x.view(T, B, F * D)  # T X B X (F·D)
-        w = masked_softmax(self.score(flat) + self.position, mask[:, :, None], dim=0)  # T X B X C
-        carry = pool_tokens(flat, w).transpose(0, 1)  # B X C X (F·D) -> C X B X (F·D)
-        C = carry.size(0)
-        return carry.reshape(C, B, F, D), mask.any(0, keepdim=True).expand(C, B)
-
-
-class CrossPeriodMixer(nn.Module):
-    """Multi-scale cross-period module: mixes the K period tokens along K, then along each token's F·D features.
-
-    Both steps are residual MLPs with a pre-norm over F X D; a period with no real token is zero in and out.
-
-    Args:
-        num_periods (int): K.
-        num_features (int): F.
-        dim (int): D.
-        expansion (int): hidden multiplier.
-        device (Optional[torch.device]): where to allocate parameters.
-
-    Shapes: ``p: B X K X F X D``, ``mask: B X K`` -> ``B X K X F X D``.
-    """
-
-    def __init__(
-        self, num_periods: int, num_features: int, dim: int, expansion: int, device: Optional[torch.device] = None
-    ) -> None:
-        super().__init__()
-        K, C = num_periods, num_features * dim
-        self.period_norm = nn.LayerNorm((num_features, dim), device=device)
-        self.period_down = nn.Linear(K, expansion * K, device=device)
-        self.period_up = nn.Linear(expansion * K, K, device=device)
-        self.feature_norm = nn.LayerNorm((num_features, dim), device=device)
-        self.feature_down = nn.Linear(C, expansion * C, device=device)
-        self.feature_up = nn.Linear(expansion * C, C, device=device)
-
-    def forward(self, p: Tensor, mask: Tensor) -> Tensor:
-        B, K, F, D = p.shape
-        empty = ~mask[:, :, None, None]  # B X K X 1 X 1
-        h = self.period_norm(p).masked_fill(empty, 0.0).view(B, K, F * D)  # B X K X (F·D)
-        # (H X K) @ (B X K X (F·D)), broadcast over B: unlike einsum, matmul's backward gives every weight a
-        # gradient in the weight's own layout (also the 1 X H one of a single period), as DDP's buckets expect
-        u = functional.gelu(torch.matmul(self.period_down.weight, h) + self.period_down.bias[:, None])
-        u = torch.matmul(self.period_up.weight, u) + self.period_up.bias[:, None]  # B X K X (F·D)
-        p = p + u.view(B, K, F, D)
-        h = self.feature_norm(p).view(B, K, F * D)  # B X K X (F·D)
-        p = p + self.feature_up(functional.gelu(self.feature_down(h))).view(B, K, F, D)
-        return p.masked_fill(empty, 0.0)
-
-
 class PyramidMixer(nn.Module):
     """The Pyramid Mixer interaction tower: history tokens and the candidate -> one vector per example.
 
@@ -266,10 +164,8 @@ class PyramidMixer(nn.Module):
         K, C = len(config.level_tokens), config.carry_tokens if config.cross_behavior else 0
         F, D = config.num_features, config.dim
         self.levels = nn.ModuleList()
-        self.norms = nn.ModuleList()
-        self.merges = nn.ModuleList()  # one per level that carries to a next one
         for k, T_k in enumerate(config.level_tokens):
-            layer_config = MixerLayerConfig(
+            layer = MixerLayerConfig(
                 num_tokens=T_k + (C if k > 0 else 0),
                 num_features=F,
                 dim=D,
@@ -280,48 +176,17 @@ class PyramidMixer(nn.Module):
                 fusion=config.fusion,
                 gate_init=config.gate_init,
             )
-            layers = nn.ModuleList()
-            for i in range(config.layers_per_level):
-                with init_stream(f"level{k}.layer{i}"):
-                    layers.append(MixerLayer(layer_config, device))
-            self.levels.append(layers)
-            self.norms.append(nn.LayerNorm((F, D), device=device))
-            if C > 0 and k < K - 1:
-                with init_stream(f"merge{k}"):
-                    self.merges.append(CarryMerge(layer_config.num_tokens, F, D, C, device))
+            self.levels.append(PyramidLevel(k, layer, config.layers_per_level, C if k < K - 1 else 0, device))
         with init_stream("cross_period"):
             self.cross_period = CrossPeriodMixer(K, F, D, config.expansion, device) if config.cross_period else None
-        norm = config.target_aware and config.query_norm
-        self.target_norm = nn.LayerNorm((config.num_target_features, D), device=device) if norm else None
-        self.attention = nn.ModuleList()  # per level, the target-aware readout's attention unit
+        self.readout: nn.Module
         if config.target_aware:
-            self.query = nn.Linear(config.num_target_features * D, K * F * D, device=device)
-            self._align_query(K, F, D, config.num_target_features)
-            self.learned_query = None
-            for k in range(K):
-                with init_stream(f"readout{k}"):
-                    self.attention.append(
-                        TargetAttentionUnit(F * D, config.num_target_features * D, config.readout_hidden, device)
-                    )
+            self.readout = TargetAwareReadout(K, F, D, config.num_target_features, config.readout_hidden,
+                                              config.query_norm, device)
         else:
-            self.query = None
-            with init_stream("learned_query"):
-                self.learned_query = nn.Parameter(torch.randn(K, F * D, device=device) * (F * D) ** -0.5)
+            self.readout = LearnedQueryReadout(K, F * D, device)
         with init_stream("out"):
             self.out = nn.Linear(4 * K * F * D, config.out_dim, device=device)
-
-    @torch.no_grad()
-    def _align_query(self, K: int, F: int, D: int, Ft: int) -> None:
-        """Starts each level's query at "the candidate's own features": target feature f multiplies token
-        feature f (they come from the same tables), so the match terms measure how much the pooled tokens
-        match the candidate from the first step instead of having to discover that alignment."""
-        if self.query is None or not self.query.weight.is_floating_point() or self.query.weight.is_meta:
-            return
-        self.query.weight.zero_()
-        self.query.bias.zero_()
-        eye = torch.eye(Ft * D, device=self.query.weight.device)
-        for k in range(K):
-            self.query.weight[k * F * D : k * F * D + Ft * D] = eye  # rows: level k's features 0..Ft-1
 
     def _check(self, tokens: Tensor, mask: Tensor) -> None:
         c = self.config
@@ -343,21 +208,15 @@ class PyramidMixer(nn.Module):
         """The pyramid, time-major: per level, its own tokens ``T_k X B X F X D`` and mask ``T_k X B``. Padded
         slots hold finite values that depend on the parameters and the real tokens only; pool with the mask."""
         self._check(tokens, mask)
-        level_tokens = self.config.level_tokens
-        levels = self._time_major(tokens, mask)
-        mask = mask.t().contiguous()  # S X B
+        own_masks = mask.t().contiguous().split(self.config.level_tokens)  # T_k X B each
         outs: List[Tuple[Tensor, Tensor]] = []
         carry: Optional[Tuple[Tensor, Tensor]] = None
-        for k, (x, m) in enumerate(zip(levels, mask.split(level_tokens))):
-            own_mask = m
-            if carry is not None:
-                x = torch.cat([carry[0], x])  # (C + T_k) X B X F X D
-                m = torch.cat([carry[1], m])  # (C + T_k) X B
-            for layer in self.levels[k]:
-                x = layer(x, m)
-            x = self.norms[k](x)
-            carry = self.merges[k](x, m) if k < len(self.merges) else None
-            outs.append((x[x.size(0) - level_tokens[k] :], own_mask))  # T_k X B X F X D, contiguous
+        for level, x, m in zip(self.levels, self._time_major(tokens, mask), own_masks):
+            if carry is None:
+                own, carry = level(x, m, x.size(0))
+            else:  # the carried tokens first: (C + T_k) X B X F X D
+                own, carry = level(torch.cat([carry[0], x]), torch.cat([carry[1], m]), x.size(0))
+            outs.append((own, m))
         return outs
 
     def encode_levels(self, tokens: Tensor, mask: Tensor) -> List[Tensor]:
@@ -377,31 +236,8 @@ class PyramidMixer(nn.Module):
         """``tokens: B X S X F X D``, ``mask: B X S``, ``target: B X Ft X D`` -> ``B X out_dim`` (see the class)."""
         levels = self._encode(tokens, mask)
         B, K, F, D = tokens.size(0), len(levels), self.config.num_features, self.config.dim
-        if self.query is not None:
-            Ft = self.config.num_target_features
-            if tuple(target.shape) != (B, Ft, D):
-                raise ValueError(f"target has shape {tuple(target.shape)}, expected B X Ft X D = {(B, Ft, D)}")
-            if self.target_norm is not None:
-                target = self.target_norm(target)
-            t = target.reshape(1, B, Ft * D)  # broadcast over each level's tokens
-            query = self.query(t[0]).view(B, K, F * D).transpose(0, 1)  # K X B X (F·D), for the match terms
-        else:
-            query = self.learned_query  # K X (F·D), the same for every example
-        pooled = []
-        for k, (x, m) in enumerate(levels):
-            flat = x.view(x.size(0), B, F * D)  # T_k X B X (F·D)
-            if self.query is not None:  # DIN's unit, unnormalised weights
-                attention = torch.where(m, self.attention[k](flat, t), 0.0)  # T_k X B
-            else:  # the learned query, (F·D) per level: masked softmax of the scaled dot product
-                attention = masked_softmax(torch.matmul(flat, query[k]) * (F * D) ** -0.5, m, dim=0)  # T_k X B
-            count = m.sum(0, keepdim=True).clamp(min=1)  # 1 X B
-            w = torch.stack([attention, m / count], 2)  # T_k X B X 2: attention, mean
-            pooled.append(pool_tokens(flat, w))  # B X 2 X (F·D): target-aware pooling, period token
-        pooled = torch.stack(pooled, 1)  # B X K X 2 X (F·D)
-        # match terms: the query times the attention-pooled and the mean token, so that how well the history
-        # matches the candidate is a product the next layer reads off, not one an MLP must learn to multiply
-        q = query.transpose(0, 1) if self.query is not None else query.expand(B, K, F * D)
-        match = pooled * q.unsqueeze(2)  # B X K X 2 X (F·D)
+        pooled, query = self.readout(levels, target)  # B X K X 2 X (F·D): attention, mean; B X K X (F·D)
+        match = pooled * query.unsqueeze(2)  # the match terms
         p = pooled[:, :, 1].reshape(B, K, F, D)  # B X K X F X D, the period tokens
         if self.cross_period is not None:
             p = self.cross_period(p, torch.stack([m.any(0) for _, m in levels], 1))

@@ -15,7 +15,7 @@ from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.loops import PipelineLoop, PlainLoop
-from pyramid_mixer.ranking.ctr.model import run_tower
+from pyramid_mixer.ranking.encoder import run_tower
 from tests.jobs.test_train_loop import OVERRIDES
 from tests.logs import random_rows, write_rows
 
@@ -40,9 +40,9 @@ def test_bf16_trains_in_both_loops_close_to_fp32_with_fp32_weights(tmp_path: Pat
     assert all(torch.isfinite(torch.tensor(bf16)))
     assert bf16 != fp32  # the tower really ran in bf16
     assert bf16 == pytest.approx(fp32, rel=0.05)  # but computes the same model to bf16's precision
-    tower = built.dmp.module.model.tower
+    tower = built.dmp.module.model.encoder.tower
     assert all(p.dtype == torch.float32 for p in tower.parameters())  # the master weights stay fp32
-    assert built.dmp.module.model.tower_precision == "bf16"
+    assert built.dmp.module.model.encoder.tower_precision == "bf16"
 
 
 def test_run_tower_returns_fp32_and_runs_the_tower_in_bf16() -> None:

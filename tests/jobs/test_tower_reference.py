@@ -51,7 +51,7 @@ def test_the_rewritten_tower_equals_the_former_one(name: Optional[str], seed: in
     tower = PyramidMixer(config)
     _randomise(tower, seed)
     former = reference_tower(tower)
-    assert type(former.levels[0][0]) is not type(tower.levels[0][0])  # the former code really runs
+    assert type(former.levels[0].layers[0]) is not type(tower.levels[0].layers[0])  # the former code really runs
     tokens, mask, target = make_inputs(config, seed=seed, batch=6)
     mask[4, : config.level_tokens[0]] = False  # a history whose first level is empty
     new, old = _outputs_and_grads(tower, tokens, mask, target), _outputs_and_grads(former, tokens, mask, target)
@@ -75,7 +75,7 @@ def test_the_rewritten_tower_is_not_a_copy_of_the_former_one() -> None:
     tokens, mask, target = make_inputs(SMALL)
     before = former(tokens, mask, target)
     with torch.no_grad():
-        former.levels[0][0].gate.proj.bias.add_(3.0)
+        former.levels[0].layers[0].gate.proj.bias.add_(3.0)
     assert not torch.allclose(former(tokens, mask, target), before)
     torch.testing.assert_close(tower(tokens, mask, target), reference_tower(tower)(tokens, mask, target))
 
@@ -105,11 +105,11 @@ def test_former_code_swaps_in_place_and_back() -> None:
     tower = PyramidMixer(SMALL)
     _randomise(tower, 4)
     tokens, mask, target = make_inputs(SMALL)
-    layer_type = type(tower.levels[0][0])
+    layer_type = type(tower.levels[0].layers[0])
     with tower_reference.former_code(tower):
-        assert type(tower.levels[0][0]) is not layer_type
+        assert type(tower.levels[0].layers[0]) is not layer_type
         inside = tower(tokens, mask, target)
-    assert type(tower.levels[0][0]) is layer_type
+    assert type(tower.levels[0].layers[0]) is layer_type
     torch.testing.assert_close(inside, tower(tokens, mask, target), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(inside, reference_tower(tower)(tokens, mask, target), rtol=0, atol=0)
 

@@ -33,7 +33,7 @@ def test_each_tower_trains_in_the_full_model(tmp_path: Path, kind: str) -> None:
     spec = default_spec()
     write_rows(tmp_path / "a.parquet", random_rows(64, seed=41, max_history=20))
     built = build(load_config(None, OVERRIDES + [f"model.tower_kind={kind}"]), spec, env)
-    tower = built.dmp.module.model.tower
+    tower = built.dmp.module.model.encoder.tower
     assert type(tower).__name__ != "" and tower.config.out_dim == 16
     before = [p.detach().clone() for p in tower.parameters()]
     stepper = PlainLoop(built.dmp, built.optimizer, env.device)

@@ -35,7 +35,7 @@ def test_an_untrained_tower_shares_the_gate_init_in_every_layer_and_feature() ->
 
 def test_the_share_is_a_mean_over_rows_of_active_batches_only() -> None:
     model = tower()
-    gate = model.levels[1][0].gate
+    gate = model.levels[1].layers[0].gate
     with GateShares(model) as gates:
         gate.proj.bias.data = torch.tensor([0.0, 1.0, -2.0])
         run(model, 2, seed=1)
@@ -58,7 +58,7 @@ def test_the_share_is_a_mean_over_rows_of_active_batches_only() -> None:
 def test_the_hooks_change_nothing_in_the_forward_pass() -> None:
     model = tower()
     for layer in model.levels:  # a gate that depends on the example
-        torch.nn.init.normal_(layer[0].gate.proj.weight, std=0.3)
+        torch.nn.init.normal_(layer.layers[0].gate.proj.weight, std=0.3)
     plain = run(model, 6)
     with GateShares(model) as gates:
         hooked = run(model, 6)
@@ -76,5 +76,5 @@ def test_a_tower_without_the_gate_reports_none(switches: dict) -> None:
 
 
 def test_gate_names_follow_the_levels_and_layers() -> None:
-    assert gate_name("module.model.tower.levels.2.1.gate") == "level2.layer1"
+    assert gate_name("module.model.encoder.tower.levels.2.layers.1.gate") == "level2.layer1"
     assert gate_name("blocks.0.gate") == "blocks.0.gate"

@@ -53,7 +53,7 @@ def test_tower_gets_tokens_mask_and_target_by_name(batch) -> None:  # type: igno
     assert logits.shape == (12, 3)
     tokens, mask, target = spy.seen["tokens"], spy.seen["mask"], spy.seen["target"]
     assert tokens.shape == (12, 6, 5, 16) and mask.shape == (12, 6) and target.shape == (12, 3, 16)
-    pooled = model.sparse_arch(batch.sparse_features).to_dict()
+    pooled = model.encoder.sparse_arch(batch.sparse_features).to_dict()
     torch.testing.assert_close(tokens[:, 5, 2], pooled["hist_category@L1.t1"])  # slot 5 = L1.t1; feature 2 = category
     torch.testing.assert_close(target[:, 1], pooled["author"])
     # a slot is real iff its bag is non-empty: slots 0-3 hold positions 0-3, slot 4+j positions 4+4j .. 7+4j
@@ -74,7 +74,7 @@ def test_tower_reads_layer_normed_inputs_whatever_the_tables_scale(batch) -> Non
         torch.testing.assert_close(real.var(1, unbiased=False), torch.ones(len(real)), atol=1e-3, rtol=0)
         assert bool(mask.any()) and not mask.all() and tokens[~mask].eq(0).all()  # padding stays zero
         torch.testing.assert_close(target.flatten(1).mean(1), torch.zeros(12), atol=1e-5, rtol=0)
-        for table in model.sparse_arch.embedding_bags.values():
+        for table in model.encoder.sparse_arch.embedding_bags.values():
             table.weight.mul_(20.0)  # tables 20x larger: the tower reads the same
         model(batch.sparse_features, batch.dense_features)
     torch.testing.assert_close(spy.seen["tokens"], tokens, atol=1e-4, rtol=1e-4)
@@ -91,7 +91,7 @@ def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[n
     torch.testing.assert_close(loss, sum(w * bce for w, bce in zip(weights, per_label)))
     assert torch.equal(detached, loss.detach()) and not detached.requires_grad
     loss.backward()
-    assert all(p.grad is not None for p in model.tower.parameters())
+    assert all(p.grad is not None for p in model.encoder.tower.parameters())
 
 
 def test_reader_and_model_layouts_must_agree(batch) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def test_reader_and_model_layouts_must_agree(batch) -> None:  # type: ignore[no-
     ebc = embedding_bag_collection(spec, other, device=torch.device("cpu"))
     model = RankingModel(ebc, spec, other, Spy(), OverArchConfig(hidden=(8,)))
     with pytest.raises(ValueError, match="reader's spec/layout differ from the model's"):
-        model.token_mask(_shifted(batch.sparse_features))
+        model(_shifted(batch.sparse_features), batch.dense_features)
 
 
 def _shifted(kjt):  # type: ignore[no-untyped-def]

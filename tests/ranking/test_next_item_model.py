@@ -44,7 +44,7 @@ def test_scores_are_dot_products_with_the_item_tables_rows():
     b = _batch(spec, table, catalogue)
     users, items = model(b.sparse_features, b.dense_features)
     assert users.shape == (table.num_rows, 16) and items.shape == (catalogue.size, 16)
-    weight = model.sparse_arch.embedding_bags["t_item"].weight
+    weight = model.encoder.sparse_arch.embedding_bags["t_item"].weight
     torch.testing.assert_close(items, weight[torch.from_numpy(catalogue)], rtol=0, atol=0)  # one table, no copy
     _, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig())(b)
     torch.testing.assert_close(scores, users @ weight[torch.from_numpy(catalogue)].t())
@@ -70,7 +70,7 @@ def test_user_factor_adds_the_user_rows_embedding():
     model.user_key = None
     without, _ = model(b.sparse_features, b.dense_features)
     user_rows = b.sparse_features["user"].values()[: table.num_rows]
-    torch.testing.assert_close(with_factor - without, model.sparse_arch.embedding_bags["t_user"].weight[user_rows])
+    torch.testing.assert_close(with_factor - without, model.encoder.sparse_arch.embedding_bags["t_user"].weight[user_rows])
 
 
 def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
@@ -79,7 +79,7 @@ def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
     loss, (_, scores, targets, w) = NextItemTrain(model, NextItemConfig(loss="softmax"))(full)
     torch.testing.assert_close(loss, nnf.cross_entropy(scores, targets))
     loss.backward()
-    grad = model.sparse_arch.embedding_bags["t_item"].weight.grad
+    grad = model.encoder.sparse_arch.embedding_bags["t_item"].weight.grad
     assert bool((grad[torch.from_numpy(catalogue)].abs().sum(1) > 0).all())  # every catalogue row learns
     sampled = _batch(spec, table, catalogue, negatives=5, item_counts=np.ones(catalogue.size))
     loss, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig(loss="sampled_softmax"))(sampled)
@@ -103,7 +103,7 @@ def test_bpr_mf_user_vectors_read_the_user_not_the_history():
     from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
     from pyramid_mixer.ranking.towers.baselines.pooling import NoTower
 
-    model.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features, dim=16,
+    model.encoder.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features, dim=16,
                                          num_target_features=len(spec.target), out_dim=8))
     model.user_head = torch.nn.Linear(8, 16)
     b = _batch(spec, table, catalogue)
@@ -115,5 +115,5 @@ def test_bpr_mf_user_vectors_read_the_user_not_the_history():
     b2 = _batch(spec, shuffled, catalogue)
     torch.testing.assert_close(model(b2.sparse_features, b2.dense_features)[0], users, rtol=0, atol=0)
     rows = b.sparse_features["user"].values()[: table.num_rows]
-    offset = users - model.sparse_arch.embedding_bags["t_user"].weight[rows]
+    offset = users - model.encoder.sparse_arch.embedding_bags["t_user"].weight[rows]
     torch.testing.assert_close(offset, offset[:1].expand_as(offset))  # one vector for every user: MF + a bias
