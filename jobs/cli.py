@@ -60,5 +60,5 @@ def run_main(fn, argv: Optional[List[str]]) -> None:  # type: ignore[no-untyped-
     """Runs a job's main, turning expected user errors into one clear line instead of a traceback."""
     try:
         fn(argv)
-    except (ConfigError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"error: {e}")

@@ -20,16 +20,16 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pyramid_mixer.embeddings.model_parallel import ScheduleConfig, ShardingConfig
 from pyramid_mixer.features.config_io import ConfigError, load_file
+from pyramid_mixer.features.datasets.synthetic import SyntheticConfig
 from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.spec import FeatureSpec
-from pyramid_mixer.features.datasets.synthetic import SyntheticConfig
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
-from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.ctr.model import OverArchConfig
 from pyramid_mixer.ranking.encoder import TOWER_PRECISIONS
 from pyramid_mixer.ranking.next_item.model import NEEDS_CANDIDATE, NextItemConfig
-from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS
+from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 
 SPLITS = ("time", "leave_one_out")
 TASKS = ("ctr", "next_item")
@@ -105,19 +105,18 @@ class ModelConfig:
         layout: which history behaviours pool into which token of which level (the embedding reads).
         levels: 0 keeps the layout's levels; 1 is the pyramid ablation (one level at full resolution over
             as many behaviours as the layout has tokens).
-        tower_kind: the interaction tower: ``pyramid_mixer`` or a baseline (mean, din, sasrec, gru, mixer,
-            mlp4rec, none).
+        tower_kind: the interaction tower: ``pyramid_mixer`` or a baseline (``ranking.towers``).
         tower: the Pyramid Mixer's widths and ablation switches (read when ``tower_kind: pyramid_mixer``).
         baseline: the baseline towers' widths (read by the other tower kinds).
         over_arch: the MLP from the tower's output and the request features to one logit per label.
         sharding: planner hints: allowed sharding types and kernels, per table.
     """
 
-    task: str = "ctr"
+    task: str = field(default="ctr", metadata={"choices": TASKS})
     next_item: NextItemConfig = field(default_factory=NextItemConfig)
     layout: PyramidLayout = field(default_factory=PyramidLayout)
     levels: int = 0
-    tower_kind: str = "pyramid_mixer"
+    tower_kind: str = field(default="pyramid_mixer", metadata={"choices": TOWER_KINDS})
     tower: PyramidMixerConfig = field(default_factory=PyramidMixerConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
@@ -142,8 +141,8 @@ class ModelConfig:
     input_norm: bool = True
     # fp32, or bf16: the tower under bf16 autocast (weights and optimizer state stay fp32). On this project's
     # CPU it is no faster (its small matmuls and norms gain nothing from bf16) and the planted logs' AUC stays
-    # within seed noise (benchmarks/speed/README.md); it is meant for GPUs
-    tower_precision: str = "fp32"
+    # within seed noise (benchmarks/speed/README.md); it is meant for GPUs.
+    tower_precision: str = field(default="fp32", metadata={"choices": TOWER_PRECISIONS})
 
     def effective_layout(self) -> PyramidLayout:
         if self.levels in (0, len(self.layout.levels)):

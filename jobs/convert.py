@@ -25,7 +25,8 @@ movielens, movielens-1m and beauty write events_after (the user's later events) 
 (data.split=leave_one_out); --k-core K keeps only users and items with at least K events, dropped
 repeatedly until stable (default 0: off; the Beauty 5-core file is already 5-core).
 
-All write OUT/part-*.parquet (replacing earlier parts) and print a one-line summary naming the spec.
+All write OUT/part-*.parquet (an OUT that holds part files already is refused: nothing is overwritten) and
+print a one-line summary naming the spec. The datasets are listed in features/datasets/registry.py.
 """
 
 from __future__ import annotations
@@ -34,61 +35,36 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from pyramid_mixer.features.datasets.amazon import convert_amazon
-from pyramid_mixer.features.datasets.kuairand import convert_kuairand
-from pyramid_mixer.features.datasets.movielens import ML100K_FILES, ConvertSummary, convert_movielens, fetch_recbole_ml100k
-from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
-from pyramid_mixer.features.spec import default_spec_path
+from pyramid_mixer.features.datasets.conversion import ConvertSummary
+from pyramid_mixer.features.datasets.registry import DATASETS, convert, spec_path
 from pyramid_mixer.jobs.cli import reads_writes, run_main, setup_logging
 
 MAX_HISTORY_HELP = "keep at most N most recent behaviours per history (default: %(default)s)"
 K_CORE_HELP = ("keep only users and items with at least K events, dropping them repeatedly until stable "
                "(default: %(default)s, off)")
-DATASETS = ("movielens", "movielens-1m", "beauty", "kuairand")
-# dataset -> the packaged spec that reads its output
-SPECS = {"movielens": "movielens.yaml", "movielens-1m": "movielens1m.yaml", "beauty": "beauty.yaml",
-         "kuairand": "douyin.yaml"}
 
 
 def parser() -> argparse.ArgumentParser:
-    """The ``convert`` command line: one subcommand per dataset."""
+    """The ``convert`` command line: one subcommand per dataset of the registry."""
     p = argparse.ArgumentParser(
         prog="pmx-convert",
         description=reads_writes(
             __doc__.strip().splitlines()[0],
-            reads="movielens: ml-100k.{inter,item,user} in --source, or the recbole 1.2.1 wheel fetched from "
-                  "PyPI; movielens-1m: {ratings,movies,users}.dat in --source; beauty: reviews_Beauty_5.json and "
-                  "meta_Beauty.json (or .gz) in --source; kuairand: the KuaiRand log CSVs in --source",
+            reads="; ".join(f"{d.name}: {d.source} in --source" for d in DATASETS.values()),
             writes="OUT/part-NNNNN.parquet in the schema of the dataset's feature spec"),
         epilog=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="dataset", required=True, metavar="{" + ",".join(DATASETS) + "}")
-    ml = sub.add_parser("movielens", help="MovieLens-100k from RecBole's atomic files")
-    ml.add_argument("--source", type=Path, default=None,
-                    help="directory with ml-100k.inter/.item/.user (default: download the recbole 1.2.1 "
-                         "wheel from PyPI into OUT/source)")
-    m1 = sub.add_parser("movielens-1m", help="MovieLens-1M from GroupLens' .dat files, in the movielens schema")
-    m1.add_argument("--source", type=Path, required=True,
-                    help="the unzipped ml-1m directory (ratings.dat, movies.dat, users.dat)")
-    be = sub.add_parser("beauty", help="Amazon Beauty (2014 5-core reviews and metadata)")
-    be.add_argument("--source", type=Path, required=True,
-                    help="directory with reviews_Beauty_5.json and meta_Beauty.json (or .json.gz)")
-    kr = sub.add_parser("kuairand", help="KuaiRand standard logs, in the default spec's schema")
-    kr.add_argument("--source", type=Path, required=True,
-                    help="the KuaiRand data directory (log_standard_*.csv, user_features*.csv, "
-                         "video_features_basic*.csv)")
-    for s in (ml, m1, be, kr):
-        s.add_argument("--out", type=Path, required=True, help="output directory for part-*.parquet")
+    for d in DATASETS.values():
+        s = sub.add_parser(d.name, help=d.title)
+        s.add_argument("--source", type=Path, default=None, required=d.fetch is None, help=d.source)
+        s.add_argument("--out", type=Path, required=True, help="output directory for part-*.parquet (no part "
+                       "files in it yet)")
         s.add_argument("--max-history", type=int, default=256, metavar="N", help=MAX_HISTORY_HELP)
-    for s in (ml, m1, be):
-        s.add_argument("--k-core", type=int, default=0, metavar="K", help=K_CORE_HELP)
+        if d.k_core:
+            s.add_argument("--k-core", type=int, default=0, metavar="K", help=K_CORE_HELP)
     return p
-
-
-def spec_path(dataset: str) -> Path:
-    """The packaged feature spec that reads a dataset's output."""
-    return default_spec_path().with_name(SPECS[dataset])
 
 
 def summary_line(s: ConvertSummary, out: Path, spec: Path) -> str:
@@ -102,24 +78,11 @@ def run(args: argparse.Namespace) -> ConvertSummary:
     """Runs the conversion the parsed arguments name."""
     if args.max_history < 0:
         raise SystemExit(f"error: --max-history must be >= 0, got {args.max_history}")
-    if getattr(args, "k_core", 0) < 0:
-        raise SystemExit(f"error: --k-core must be >= 0, got {args.k_core}")
-    if args.dataset == "kuairand":
-        return convert_kuairand(args.source, args.out, max_history=args.max_history)
-    if args.dataset == "movielens-1m":
-        return convert_movielens1m(args.source, args.out, max_history=args.max_history, k_core=args.k_core)
-    if args.dataset == "beauty":
-        return convert_amazon(args.source, args.out, category="Beauty", max_history=args.max_history,
-                              k_core=args.k_core)
-    source = args.source
-    if source is None:
-        source = args.out / "source"
-        if all((source / name).is_file() for name in ML100K_FILES):
-            print(f"no --source: using the ml-100k files fetched earlier into {source}", flush=True)
-        else:
-            print(f"no --source: fetching ml-100k from the recbole 1.2.1 wheel on PyPI into {source}", flush=True)
-        fetch_recbole_ml100k(source)
-    return convert_movielens(source, args.out, max_history=args.max_history, k_core=args.k_core)
+    k_core = getattr(args, "k_core", 0)
+    if k_core < 0:
+        raise SystemExit(f"error: --k-core must be >= 0, got {k_core}")
+    return convert(args.dataset, args.source, args.out, args.max_history, k_core,
+                   say=lambda line: print(line, flush=True))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

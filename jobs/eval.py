@@ -38,9 +38,9 @@ from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, s
 from pyramid_mixer.jobs.next_item_eval import NextItemReport, evaluate_next_item
 from pyramid_mixer.jobs.next_item_eval import summary_lines as next_item_summary
 from pyramid_mixer.jobs.report import EvalReport, auc_by_history, calibration_curve, write
-from pyramid_mixer.ranking.towers.gate_shares import GateShares, mean_shares
 from pyramid_mixer.ranking.ctr.metrics import auc, ranking_metrics
 from pyramid_mixer.ranking.ctr.popularity import Popularity
+from pyramid_mixer.ranking.towers.gate_shares import GateShares, mean_shares
 
 log = logging.getLogger(__name__)
 

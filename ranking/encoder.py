@@ -23,10 +23,10 @@ Example::
     >>> from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
     >>> spec, layout = default_spec(), PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
     >>> ebc = embedding_bag_collection(spec, layout, device=torch.device("cpu"))
-    >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=layout.level_tokens, dim=16, out_dim=8))
-    >>> encoder = HistoryEncoder(ebc, spec, layout, tower)
-    >>> encoder.out_dim, encoder.keys.num_slots, encoder.keys.num_token_features
-    (8, 7, 4)
+    >>> config = PyramidMixerConfig(level_tokens=layout.level_tokens, num_features=5, dim=16, out_dim=8)
+    >>> encoder = HistoryEncoder(ebc, spec, layout, PyramidMixer(config))
+    >>> encoder.out_dim, encoder.keys.num_slots, encoder.keys.num_token_features  # S = 4 + 8 / 4; item .. gap
+    (8, 6, 5)
 """
 
 from __future__ import annotations

@@ -52,16 +52,14 @@ import pyarrow.json as pajson
 
 from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
-    HistoryIndex,
     chunk_bounds,
     dense_ids,
-    events_after,
     k_core_mask,
-    list_column,
     to_table,
     token_vocabulary,
-    write_parts,
 )
+from pyramid_mixer.features.datasets.histories import HistoryIndex, events_after, list_column
+from pyramid_mixer.features.datasets.parts import write_parts
 from pyramid_mixer.features.schema import DataError
 
 __all__ = ["AMAZON_SCHEMA", "AMAZON_URL", "PRICE_BUCKETS", "amazon_files", "convert_amazon", "price_buckets",
@@ -278,13 +276,13 @@ def convert_amazon(source: Path, out: Path, category: str = "Beauty", max_histor
 
     Args:
         source: directory holding ``reviews_<category>_5.json`` and ``meta_<category>.json`` (or ``.gz``).
-        out: output directory; ``part-*.parquet`` files already there are replaced.
+        out: output directory; created if missing; one that holds ``part-*.parquet`` files already is refused.
         category: the category's name in the file names (``Beauty``).
         max_history: cap on the history length of the training rows (most recent kept).
         row_group_rows: rows per Parquet row group.
         k_core: k-core filtering (0: off): users and items with fewer reviews are dropped, repeatedly until
             every one left has at least this many.
-        rows_per_file: rows per Parquet file (whole row groups); None: one file.
+        rows_per_file: rows per Parquet file (the last may hold fewer); None: one file.
 
     Returns:
         the summary of what was written.
@@ -321,7 +319,7 @@ def convert_amazon(source: Path, out: Path, category: str = "Beauty", max_histor
     after = events_after(rv.user, rv.time)
     hist = HistoryIndex.build(rv.user, rv.time, np.ones(n, dtype=bool), max_history, uncapped=after <= 1)
     chunks = (_amazon_chunk(rv, sides, hist, after, lo, hi) for lo, hi in chunk_bounds(n, row_group_rows))
-    files = write_parts(Path(out), AMAZON_SCHEMA, chunks, rows_per_file=rows_per_file or max(n, 1))
+    files = write_parts(Path(out), AMAZON_SCHEMA, chunks, rows_per_file or max(n, 1), row_group_rows)
     return ConvertSummary(
         rows=n,
         users=int(np.unique(rv.user).shape[0]),

@@ -39,14 +39,12 @@ import pyarrow.csv as pacsv
 from pyramid_mixer.features.datasets import synthetic
 from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
-    HistoryIndex,
     chunk_bounds,
-    gather_ranges,
-    list_column,
     split_tokens,
     to_table,
-    write_parts,
 )
+from pyramid_mixer.features.datasets.histories import HistoryIndex, gather_ranges, list_column
+from pyramid_mixer.features.datasets.parts import write_parts
 from pyramid_mixer.features.schema import DataError
 
 __all__ = ["ACTIVE_DEGREES", "KUAIRAND_SCHEMA", "convert_kuairand", "read_csv_columns"]
@@ -284,10 +282,10 @@ def convert_kuairand(source: Path, out: Path, max_history: int = 256, row_group_
 
     Args:
         source: the KuaiRand data directory (``log_standard_*.csv`` and the feature CSVs).
-        out: output directory; ``part-*.parquet`` files already there are replaced.
+        out: output directory; created if missing; one that holds ``part-*.parquet`` files already is refused.
         max_history: cap on the history length (most recent clicked impressions kept).
         row_group_rows: rows per Parquet row group.
-        rows_per_file: rows per Parquet file (rounded up to whole row groups).
+        rows_per_file: rows per Parquet file (the last may hold fewer).
 
     Returns:
         the summary of what was written.
@@ -306,7 +304,7 @@ def convert_kuairand(source: Path, out: Path, max_history: int = 256, row_group_
     action = np.where(lg.like == 1, ACTION_LIKE, np.where(lg.finish == 1, ACTION_LONG_VIEW, ACTION_CLICK))
     chunks = (_kuairand_chunk(lg, videos, hist, action.astype(np.int64), lo, hi)
               for lo, hi in chunk_bounds(n, row_group_rows))
-    files = write_parts(Path(out), KUAIRAND_SCHEMA, chunks, rows_per_file)
+    files = write_parts(Path(out), KUAIRAND_SCHEMA, chunks, rows_per_file, row_group_rows)
     return ConvertSummary(
         rows=n,
         users=int(np.unique(lg.user).shape[0]),

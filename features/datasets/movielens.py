@@ -53,20 +53,17 @@ import pyarrow.csv as pacsv
 
 from pyramid_mixer.features.datasets.conversion import (
     ConvertSummary,
-    HistoryIndex,
     chunk_bounds,
     dense_ids,
-    events_after,
-    gather_ranges,
     k_core_mask,
-    list_column,
     parse_floats,
     parse_ints,
     split_tokens,
     to_table,
     token_vocabulary,
-    write_parts,
 )
+from pyramid_mixer.features.datasets.histories import HistoryIndex, events_after, gather_ranges, list_column
+from pyramid_mixer.features.datasets.parts import write_parts
 from pyramid_mixer.features.schema import DataError
 
 __all__ = [
@@ -310,7 +307,7 @@ def write_movielens(events: Events, items: Items, users: Users, out: Path, max_h
 
     Args:
         events, items, users: the ratings and the features of their items and users.
-        out: output directory; ``part-*.parquet`` files already there are replaced.
+        out: output directory; created if missing; one that holds ``part-*.parquet`` files already is refused.
         max_history: cap on the history length of the training rows (``events_after >= 2``).
         row_group_rows: rows per Parquet row group.
         k_core: k-core filtering: users and items with fewer ratings are dropped, repeatedly (0: off); the
@@ -326,7 +323,7 @@ def write_movielens(events: Events, items: Items, users: Users, out: Path, max_h
     after = events_after(events.user, events.time)
     hist = HistoryIndex.build(events.user, events.time, np.ones(n, dtype=bool), max_history, uncapped=after <= 1)
     chunks = (_movielens_chunk(events, items, users, hist, after, lo, hi) for lo, hi in chunk_bounds(n, row_group_rows))
-    files = write_parts(Path(out), MOVIELENS_SCHEMA, chunks, rows_per_file=max(n, 1))
+    files = write_parts(Path(out), MOVIELENS_SCHEMA, chunks, max(n, 1), row_group_rows)
     return ConvertSummary(
         rows=n,
         users=int(np.unique(events.user).shape[0]),
@@ -344,7 +341,7 @@ def convert_movielens(source: Path, out: Path, max_history: int = 256, row_group
 
     Args:
         source: directory holding ``ml-100k.inter``, ``ml-100k.item`` and ``ml-100k.user``.
-        out: output directory; ``part-*.parquet`` files already there are replaced.
+        out: output directory; created if missing; one that holds ``part-*.parquet`` files already is refused.
         max_history: cap on the history length (most recent kept).
         row_group_rows: rows per Parquet row group.
         k_core: k-core filtering (0: off): users and items with fewer ratings are dropped, repeatedly until

@@ -114,7 +114,7 @@ def convert_movielens1m(source: Path, out: Path, max_history: int = 256, row_gro
 
     Args:
         source: directory holding ``ratings.dat``, ``movies.dat`` and ``users.dat``.
-        out: output directory; ``part-*.parquet`` files already there are replaced.
+        out: output directory; created if missing; one that holds ``part-*.parquet`` files already is refused.
         max_history: cap on the history length of the training rows (most recent kept).
         row_group_rows: rows per Parquet row group.
         k_core: k-core filtering (0: off): users and items with fewer ratings are dropped, repeatedly until

@@ -185,7 +185,9 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pyramid_mixer.features.datasets.histories import gather_ranges, list_column
+from pyramid_mixer.features.datasets.parts import PartWriter, check_out_dir
 
 __all__ = [
     "SCHEMA",
@@ -1058,27 +1060,7 @@ def _build_impressions(rng: np.random.Generator, cfg: SyntheticConfig, world: _W
 
 
 # --------------------------------------------------------------------------------------------------
-# arrow tables and the streaming writer
-
-
-def _gather_positions(start: np.ndarray, length: np.ndarray, step: int) -> Tuple[np.ndarray, ...]:
-    """Returns ``(offsets int32 [R+1], positions)`` with row r's positions ``start[r] + step * j``.
-
-    Args:
-        start: ``R`` first positions.
-        length: ``R`` list lengths.
-        step: +1 to walk forward, -1 to walk backward (most recent first).
-    """
-    offsets = np.zeros(length.shape[0] + 1, np.int64)
-    np.cumsum(length, out=offsets[1:])
-    owner = np.repeat(np.arange(length.shape[0]), length)
-    positions = start[owner] + step * (np.arange(offsets[-1]) - offsets[owner])
-    return offsets.astype(np.int32), positions
-
-
-def _list_column(offsets: np.ndarray, values: np.ndarray) -> pa.ListArray:
-    """Builds a list<int64> column from int32 offsets and flat values."""
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int64()))
+# arrow tables
 
 
 def _rows_table(cfg: SyntheticConfig, world: _World, tl: _Timeline, imp: _Impressions, lo: int, hi: int,
@@ -1088,14 +1070,14 @@ def _rows_table(cfg: SyntheticConfig, world: _World, tl: _Timeline, imp: _Impres
     cols["request_id"] = np.arange(first_id, first_id + hi - lo, dtype=np.int64)
     item = cols["item_id"]
     tag_start = world.tag_offsets[item]
-    tag_off, tag_pos = _gather_positions(tag_start, world.tag_offsets[item + 1] - tag_start, 1)
-    cols["item_tags"] = _list_column(tag_off, world.tag_values[tag_pos])
-    hist_off, pos = _gather_positions(imp.last[lo:hi], imp.length[lo:hi], -1)
-    cols["hist_item_id"] = _list_column(hist_off, tl.item[pos])
-    cols["hist_author_id"] = _list_column(hist_off, tl.author[pos])
-    cols["hist_item_category"] = _list_column(hist_off, world.item_category[tl.item[pos]])
-    cols["hist_action"] = _list_column(hist_off, tl.action[pos])
-    cols["hist_time"] = _list_column(hist_off, cfg.start_time + tl.time[pos])
+    tag_off, tag_pos = gather_ranges(tag_start, world.tag_offsets[item + 1] - tag_start, 1)
+    cols["item_tags"] = list_column(tag_off, world.tag_values[tag_pos])
+    hist_off, pos = gather_ranges(imp.last[lo:hi], imp.length[lo:hi], -1)
+    cols["hist_item_id"] = list_column(hist_off, tl.item[pos])
+    cols["hist_author_id"] = list_column(hist_off, tl.author[pos])
+    cols["hist_item_category"] = list_column(hist_off, world.item_category[tl.item[pos]])
+    cols["hist_action"] = list_column(hist_off, tl.action[pos])
+    cols["hist_time"] = list_column(hist_off, cfg.start_time + tl.time[pos])
     arrays = [_as_arrow(cols[field.name], field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
@@ -1117,60 +1099,6 @@ def _sub_batches(length: np.ndarray, budget: int) -> List[Tuple[int, int]]:
     return bounds
 
 
-class _PartWriter:
-    """Streams tables into ``part-NNNNN.parquet`` files of ``rows_per_file`` rows, in row groups of
-    ``row_group_rows`` (a file's last group may be smaller); it queues less than one row group beyond
-    the table being written."""
-
-    def __init__(self, out_dir: Path, rows_per_file: int, row_group_rows: int) -> None:
-        self.out_dir, self.rows_per_file, self.row_group_rows = out_dir, rows_per_file, row_group_rows
-        self.files: List[str] = []
-        self._pending: List[pa.Table] = []
-        self._pending_rows = 0
-        self._writer: Optional[pq.ParquetWriter] = None
-        self._file_rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        """Queues ``table`` and writes every complete row group."""
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        while self._pending_rows >= self._group_size():
-            self._flush(self._group_size())
-
-    def abort(self) -> None:
-        """Closes the open file without writing what is queued (after an error)."""
-        self._pending, self._pending_rows = [], 0
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def close(self) -> None:
-        """Writes what is left and closes the last file."""
-        while self._pending_rows > 0:
-            self._flush(min(self._pending_rows, self._group_size()))
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def _group_size(self) -> int:
-        return min(self.row_group_rows, self.rows_per_file - self._file_rows)
-
-    def _flush(self, n: int) -> None:
-        table = pa.concat_tables(self._pending)
-        if self._writer is None:
-            path = self.out_dir / f"part-{len(self.files):05d}.parquet"
-            self.files.append(str(path))
-            self._writer = pq.ParquetWriter(path, SCHEMA, compression="snappy")
-        self._writer.write_table(table.slice(0, n), row_group_size=n)
-        rest = table.slice(n)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows -= n
-        self._file_rows += n
-        if self._file_rows == self.rows_per_file:
-            self._writer.close()
-            self._writer, self._file_rows = None, 0
-
-
 # --------------------------------------------------------------------------------------------------
 # the entry point
 
@@ -1186,17 +1114,6 @@ def _exact_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct score
     rank_sum = avg_rank[inverse][y].sum()
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Creates ``out_dir``; refuses one that already holds part files (stale parts would be read too)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stale = sorted(out_dir.glob("part-*.parquet"))
-    if stale:
-        raise FileExistsError(
-            f"{out_dir} already holds {len(stale)} part file(s) ({stale[0].name}, ...); delete them or "
-            f"choose an empty directory, so that no stale part is read with the new ones"
-        )
 
 
 def generate(config: SyntheticConfig, out_dir: Union[str, Path],
@@ -1221,10 +1138,10 @@ def generate(config: SyntheticConfig, out_dir: Union[str, Path],
     """
     began = time.perf_counter()
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     world = _build_world(config)
     users = _build_users(config)
-    writer = _PartWriter(out_dir, config.rows_per_file, config.row_group_rows)
+    writer = PartWriter(out_dir, SCHEMA, config.rows_per_file, config.row_group_rows)
     clicks, click_probs = [], []
     written = hist_total = finishes = likes = 0
     try:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
+from pyramid_mixer.features.datasets.registry import DATASETS
 
-DATASET_KINDS = ("planted", "movielens", "movielens-1m", "beauty")
+DATASET_KINDS = ("planted",) + tuple(DATASETS)  # the synthetic logs, and every convertible dataset
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,11 @@ class BenchDataset:
 
     Args:
         name: names the rows of the tables and the data directory (``work_dir/data/<name>``).
-        kind: ``planted`` (generated from the job config's ``generate`` section), ``movielens``
-            (MovieLens-100k converted by the convert job, with the packaged MovieLens spec), ``movielens-1m`` or
-            ``beauty`` (converted from the files in ``source``, with their packaged specs).
+        kind: ``planted`` (generated from the job config's ``generate`` section), or a dataset of
+            ``features.datasets.registry`` (converted from the files in ``source``, read with its packaged spec).
         config: the job config the trials start from (None: the packaged demo config).
         source: movielens: a directory with ``ml-100k.{inter,item,user}`` (empty: fetch the recbole wheel from
-            PyPI into ``work_dir/data/<name>/source``); movielens-1m / beauty: the directory with their files.
+            PyPI into ``work_dir/data/<name>/source``); the other datasets: the directory with their files.
         overrides: job-config overrides for every trial on this dataset (``key.path=value``).
         seeds: training seeds on this dataset (the first runs the search); empty: the benchmark's ``seeds``.
             More seeds where the differences to resolve are small against the seed-to-seed spread.
@@ -37,7 +37,7 @@ class BenchDataset:
     """
 
     name: str
-    kind: str
+    kind: str = field(metadata={"choices": DATASET_KINDS})
     config: Optional[str] = None
     source: str = ""
     overrides: Tuple[str, ...] = ()

@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from pyramid_mixer.features.config_io import to_dict
+from pyramid_mixer.features.datasets.registry import convert, spec_path
 from pyramid_mixer.jobs.bench.common import bench_main
 from pyramid_mixer.jobs.bench.config import BenchConfig, BenchDataset, load_bench_config
 from pyramid_mixer.jobs.bench.quality_tables import write_results
@@ -110,8 +111,6 @@ def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:
         stamp = {"kind": ds.kind, "generate": to_dict(job.generate)}
         extra: Tuple[str, ...] = ()
     else:
-        from pyramid_mixer.jobs.convert import spec_path
-
         job = load_config(ds.config, list(ds.overrides))
         # the code's fingerprint too: a converter that writes other columns converts again
         stamp = {"kind": ds.kind, "source": ds.source, "max_history": job.generate.max_history,
@@ -130,18 +129,10 @@ def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
         s = generate(job)
         log.info("%s: generated %s rows, oracle click AUC %.4f", ds.name, f"{s.rows:,}", s.oracle_click_auc)
         return
-    from pyramid_mixer.features.datasets.amazon import convert_amazon
-    from pyramid_mixer.features.datasets.movielens import ML100K_FILES, convert_movielens, fetch_recbole_ml100k
-    from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
-
-    source = Path(ds.source) if ds.source else out / "source"
-    if ds.kind == "movielens" and not ds.source and not all((source / n).is_file() for n in ML100K_FILES):
-        log.info("%s: fetching ml-100k from the recbole 1.2.1 wheel into %s", ds.name, source)
-        fetch_recbole_ml100k(source)
-    for part in out.glob("part-*.parquet"):
+    for part in out.glob("part-*.parquet"):  # the benchmark's own earlier conversion (its stamp differs)
         part.unlink()
-    convert = {"movielens": convert_movielens, "movielens-1m": convert_movielens1m, "beauty": convert_amazon}[ds.kind]
-    s = convert(source, out, max_history=job.generate.max_history)
+    s = convert(ds.kind, Path(ds.source) if ds.source else None, out, job.generate.max_history,
+                say=lambda line: log.info("%s: %s", ds.name, line))
     log.info("%s: converted %s rows (%d users, %d items)", ds.name, f"{s.rows:,}", s.users, s.items)
 
 

@@ -37,21 +37,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.features.datasets.synthetic import SCHEMA
 from pyramid_mixer.features.kjt_builder import BatchBuilder
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
-from pyramid_mixer.features.datasets.synthetic import SCHEMA
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.bench.common import bench_main
-from pyramid_mixer.jobs.build import build
-from pyramid_mixer.jobs.cli import run_main
-from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.bench.gemm_bound import matmul_flops, record_matmuls, replay_seconds
-from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.jobs.bench.speed_config import SpeedCase, SpeedConfig, load_speed_config
 from pyramid_mixer.jobs.bench.speed_profile import profile_categories
 from pyramid_mixer.jobs.bench.speed_tables import write_results
 from pyramid_mixer.jobs.bench.tower_reference import former_code, reference_tower
+from pyramid_mixer.jobs.build import build
+from pyramid_mixer.jobs.cli import run_main
+from pyramid_mixer.jobs.config import JobConfig, load_config
+from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.ranking.towers import make_tower
 
 log = logging.getLogger(__name__)

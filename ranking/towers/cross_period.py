@@ -8,7 +8,6 @@ before the tower's output projection.
 from typing import Optional
 
 import torch
-
 from torch import Tensor, nn
 from torch.nn import functional
 

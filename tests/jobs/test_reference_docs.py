@@ -89,3 +89,14 @@ def test_the_bad_row_reasons_are_the_ones_check_rows_counts() -> None:
     found = re.findall(r'reject\(f?"([^"]+)"', source)
     templates = [re.sub(r"\{[^}]+\}", "{column}", r) for r in found]
     assert list(dict.fromkeys(templates)) == [reason for reason, _ in schema.REJECT_REASONS]
+
+
+def test_the_lists_of_choices_come_from_the_registries() -> None:
+    from pyramid_mixer.features.datasets.registry import DATASETS
+    from pyramid_mixer.ranking.towers import TOWER_KINDS
+
+    text = (DOCS / "config.md").read_text()
+    tower_kind = next(line for line in text.splitlines() if line.startswith("| `tower_kind` |"))
+    assert tower_kind.endswith("One of: " + ", ".join(f"`{k}`" for k in TOWER_KINDS) + ". |")
+    kind = next(line for line in text.splitlines() if line.startswith("| `kind` |"))
+    assert all(f"`{name}`" in kind for name in ["planted", *DATASETS])

@@ -1,7 +1,6 @@
 """Tests of the attention baselines (pyramid_mixer.ranking.towers.baselines.attention): DinTower and SasRecTower."""
 
 import dataclasses
-import doctest
 from typing import Tuple, Type
 
 import pytest
@@ -9,7 +8,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from pyramid_mixer.ranking.towers.baselines import attention
 from pyramid_mixer.ranking.towers.baselines.attention import DinTower, SasRecTower
 from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 
@@ -227,8 +225,3 @@ def test_shape_errors(cls: Type[nn.Module]) -> None:
         tower(tokens, mask.float(), target)
     with pytest.raises(ValueError, match=r"target has shape \(6, 3, 8\), expected B X Ft X D = \(6, 2, 8\)"):
         tower(tokens, mask, torch.randn(B, 3, SMALL.dim))
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(attention, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

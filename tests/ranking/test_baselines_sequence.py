@@ -1,14 +1,12 @@
 """Tests of the sequence baselines: MeanPoolTower, NoTower (pooling), GruTower (recurrent), MlpMixerTower and
 Mlp4RecTower (mixers), all behind the Pyramid Mixer's ``forward(tokens, mask, target) -> B X out_dim``."""
 
-import doctest
 from typing import Tuple, Type
 
 import pytest
 import torch
 from torch import nn
 
-from pyramid_mixer.ranking.towers.baselines import mixers, pooling, recurrent
 from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.towers.baselines.mixers import Mlp4RecTower, MlpMixerTower
 from pyramid_mixer.ranking.towers.baselines.pooling import MeanPoolTower, NoTower
@@ -178,9 +176,3 @@ def test_shape_errors(tower: Type[nn.Module]) -> None:
         module(tokens, mask.float(), target)
     with pytest.raises(ValueError, match=r"target has shape \(6, 3, 8\), expected B X Ft X D = \(6, 2, 8\)"):
         module(tokens, mask, torch.zeros(B, 3, CONFIG.dim))
-
-
-@pytest.mark.parametrize("module", [pooling, recurrent, mixers])
-def test_docstring_examples(module) -> None:
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0

@@ -9,9 +9,9 @@ from typing import Dict, Tuple
 import pytest
 import torch
 
+from pyramid_mixer.ranking.towers import BASELINES, WIDTHS, effective_tower_config, make_tower
 from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
-from pyramid_mixer.ranking.towers import BASELINES, WIDTHS, effective_tower_config, make_tower
 
 S, F, D, FT = 6, 3, 4, 2
 PYRAMID = PyramidMixerConfig(level_tokens=(2, 4), num_features=F, dim=D, num_target_features=FT, low_rank=2,

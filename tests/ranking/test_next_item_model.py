@@ -70,7 +70,8 @@ def test_user_factor_adds_the_user_rows_embedding():
     model.user_key = None
     without, _ = model(b.sparse_features, b.dense_features)
     user_rows = b.sparse_features["user"].values()[: table.num_rows]
-    torch.testing.assert_close(with_factor - without, model.encoder.sparse_arch.embedding_bags["t_user"].weight[user_rows])
+    user_table = model.encoder.sparse_arch.embedding_bags["t_user"].weight
+    torch.testing.assert_close(with_factor - without, user_table[user_rows])
 
 
 def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
@@ -103,8 +104,8 @@ def test_bpr_mf_user_vectors_read_the_user_not_the_history():
     from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
     from pyramid_mixer.ranking.towers.baselines.pooling import NoTower
 
-    model.encoder.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features, dim=16,
-                                         num_target_features=len(spec.target), out_dim=8))
+    model.encoder.tower = NoTower(BaselineConfig(num_tokens=LAYOUT.num_slots, num_features=spec.num_token_features,
+                                                 dim=16, num_target_features=len(spec.target), out_dim=8))
     model.user_head = torch.nn.Linear(8, 16)
     b = _batch(spec, table, catalogue)
     users, _ = model(b.sparse_features, b.dense_features)

@@ -157,8 +157,8 @@ def test_an_ablation_starts_what_it_keeps_from_the_full_towers_weights(name: str
 
 def test_building_a_tower_leaves_the_global_stream_alone() -> None:
     """The over arch and the tables are drawn after the tower: which tower was built must not move them."""
-    from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
     from pyramid_mixer.ranking.towers import make_tower
+    from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 
     baseline = BaselineConfig(num_tokens=24, num_features=4, dim=D, num_target_features=2, out_dim=16)
     after = []
