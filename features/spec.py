@@ -1,7 +1,8 @@
 """The feature spec: which Parquet column plays which role, and which embedding table each id feature uses.
 
 A team whose logs use other column names writes a spec YAML, not code. The default spec
-(``specs/douyin.yaml``) describes the Douyin-style schema of ``../shared/design/system.md``.
+(``specs/douyin.yaml``) describes Douyin-style impression logs: one row per video shown to a user in a
+request, with the user's behaviour sequence (most recent first) as list columns of equal length.
 
 Roles:
 - keys and time: ``request_id``, ``user_id``, ``request_time`` (unix seconds), and the UAUC ``group_key``;

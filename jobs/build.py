@@ -19,6 +19,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.ranking.ctr.model import RankingModel, RankingTrain
+from pyramid_mixer.ranking.encoder import HistoryEncoder
 from pyramid_mixer.ranking.next_item.model import NextItemModel, NextItemTrain
 from pyramid_mixer.ranking.towers import make_tower
 
@@ -39,14 +40,10 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextI
     m = config.model
     tower = make_tower(m.tower_kind, m.tower_config(spec), m.baseline_config(spec))
     managed = managed_ids(spec, layout, config.train.batch_size)
+    encoder = HistoryEncoder(ebc, spec, layout, tower, managed, m.input_norm, m.tower_precision)
     if m.task == "next_item":
-        model = NextItemModel(ebc, spec, layout, tower, managed, m.input_norm, m.next_item.user_factor,
-                              m.tower_precision)
-        return NextItemTrain(model, m.next_item)
-    return RankingTrain(
-        RankingModel(ebc, spec, layout, tower, m.over_arch, managed, m.input_norm, m.tower_precision),
-        tuple(label.weight for label in spec.labels),
-    )
+        return NextItemTrain(NextItemModel(encoder, spec, m.next_item.user_factor), m.next_item)
+    return RankingTrain(RankingModel(encoder, spec, m.over_arch), tuple(label.weight for label in spec.labels))
 
 
 def cpp_compiler() -> Optional[str]:

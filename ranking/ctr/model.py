@@ -19,7 +19,8 @@ Example::
     >>> spec, layout = default_spec(), PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
     >>> ebc = embedding_bag_collection(spec, layout, device=torch.device("cpu"))
     >>> tower = PyramidMixer(PyramidMixerConfig(level_tokens=layout.level_tokens, dim=16, out_dim=8))
-    >>> model = RankingModel(ebc, spec, layout, tower, OverArchConfig(hidden=(16,)))
+    >>> from pyramid_mixer.ranking.encoder import HistoryEncoder
+    >>> model = RankingModel(HistoryEncoder(ebc, spec, layout, tower), spec, OverArchConfig(hidden=(16,)))
     >>> model.num_labels
     3
 """
@@ -27,19 +28,16 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.modules.mlp import MLP
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from pyramid_mixer.embeddings.collisions import ManagedIds
 from pyramid_mixer.features.batch import RankingBatch
 from pyramid_mixer.features.spec import FeatureSpec
-from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.ranking.encoder import HistoryEncoder
 
 
@@ -53,24 +51,14 @@ class OverArchConfig:
 
 class RankingModel(nn.Module):
     """Args:
-    ebc, spec, layout, tower, managed, input_norm, tower_precision: the history encoder's
-        (``ranking.encoder.HistoryEncoder``).
+    encoder: the history encoder (``ranking.encoder.HistoryEncoder``) of ``spec``'s tables and a tower.
+    spec: the feature spec: its request features and dense features feed the over arch, one logit per label.
     over: the over-arch MLP widths.
     """
 
-    def __init__(
-        self,
-        ebc: EmbeddingBagCollection,
-        spec: FeatureSpec,
-        layout: PyramidLayout,
-        tower: nn.Module,
-        over: OverArchConfig,
-        managed: Optional[ManagedIds] = None,
-        input_norm: bool = True,
-        tower_precision: str = "fp32",
-    ) -> None:
+    def __init__(self, encoder: HistoryEncoder, spec: FeatureSpec, over: OverArchConfig) -> None:
         super().__init__()
-        self.encoder = HistoryEncoder(ebc, spec, layout, tower, managed, input_norm, tower_precision)
+        self.encoder = encoder
         self.num_labels = len(spec.labels)
         in_dim = self.encoder.out_dim + self.encoder.keys.sparse_width(spec) + len(spec.dense)
         self.over_arch = MLP(in_dim, list(over.hidden), bias=True, activation="relu")

@@ -31,13 +31,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as nnf
 from torch import nn
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from pyramid_mixer.embeddings.collisions import ManagedIds
 from pyramid_mixer.features.next_item import NextItemBatch
 from pyramid_mixer.features.spec import FeatureSpec
-from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.ranking.encoder import HistoryEncoder
 
 LOSSES = ("softmax", "sampled_softmax", "bpr")
@@ -88,8 +85,8 @@ def user_feature(spec: FeatureSpec, dim: int) -> str:
 
 class NextItemModel(nn.Module):
     """Args:
-    ebc, spec, layout, tower, managed, input_norm, tower_precision: the history encoder's
-        (``ranking.encoder.HistoryEncoder``); the item table is ``spec.target[0]``'s.
+    encoder: the history encoder (``ranking.encoder.HistoryEncoder``) of ``spec``'s tables and a tower.
+    spec: the feature spec; the item table is ``spec.target[0]``'s.
     user_factor: add the user id's embedding (the sparse feature on ``spec.user_id``, a table as wide as the
         item table's) to the user vector.
 
@@ -97,19 +94,9 @@ class NextItemModel(nn.Module):
     its row count is read); returns ``(users B X D, items N X D)``.
     """
 
-    def __init__(
-        self,
-        ebc: EmbeddingBagCollection,
-        spec: FeatureSpec,
-        layout: PyramidLayout,
-        tower: nn.Module,
-        managed: Optional[ManagedIds] = None,
-        input_norm: bool = True,
-        user_factor: bool = False,
-        tower_precision: str = "fp32",
-    ) -> None:
+    def __init__(self, encoder: HistoryEncoder, spec: FeatureSpec, user_factor: bool = False) -> None:
         super().__init__()
-        self.encoder = HistoryEncoder(ebc, spec, layout, tower, managed, input_norm, tower_precision)
+        self.encoder = encoder
         self.item_key = spec.target[0]
         self.num_target_features = len(spec.target)
         item_dim = spec.table(spec.sparse_feature(self.item_key).table).dim

@@ -1,4 +1,20 @@
-"""Every interaction tower by name, behind one interface: ``forward(tokens, mask, target) -> B X out_dim``.
+"""Every interaction tower by name, behind one interface.
+
+**The tower interface.** A tower is an ``nn.Module`` built from one config (``PyramidMixerConfig`` for the
+Pyramid Mixer, ``baselines.config.BaselineConfig`` for every other), which it keeps as ``config``; its width
+is ``config.out_dim``. It is called as ``tower(tokens, mask, target) -> B X out_dim`` with:
+
+- ``tokens``: ``B X S X F X D`` float, the history's ``S`` token slots (the pyramid's levels concatenated,
+  short first; within a level most recent first), ``F`` per-behaviour features of width ``D``; a padded slot
+  may hold anything (the model gives zeros, a test gives NaN);
+- ``mask``: ``B X S`` bool, True where a slot holds a real token;
+- ``target``: ``B X Ft X D``, the candidate's embeddings, from the same tables as the first ``Ft`` token
+  features (zeros in next-item mode, where there is no candidate).
+
+Every tower guarantees that whatever a padded slot holds, the output is bit-identical (padding never leaks),
+and that a row with no real token gives a finite output and finite gradients. Each draws its initial weights
+in its own random stream (``make_tower``), so which tower is built never moves the rest of the model's
+weights. A baseline names the ``BaselineConfig`` widths it reads in its class attribute ``reads``.
 
 ``pyramid_mixer`` is the project's tower; the others are the baselines a ranking team compares it with
 (same inputs, same tables, same readout into the over arch): ``mean`` (mean pooling), ``din`` (target

@@ -2,8 +2,8 @@
 
 The slides of Gong et al. (SIGIR 2025) name the parts: a **cross-behavior** mixer and a **cross-feature**
 mixer inside each mixer layer, an **adaptive fusion** module that combines them, and a **low-rank
-decomposition** against over-parameterisation. The equations are ours (see
-``shared/design/pyramid-mixer.md``):
+decomposition** against over-parameterisation. The equations are ours (``docs/design.md`` tells the slides'
+parts from our choices):
 
 - CB, cross-behaviour: ``Z + U act(V LN(Z))`` mixes the T tokens for every (feature, channel) pair, with
   ``V: r X T`` and ``U: T X r`` (rank r), then a channel MLP along D shared by all tokens and features.

@@ -15,7 +15,8 @@ from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.jobs.build import build
 from pyramid_mixer.jobs.config import load_config
 from pyramid_mixer.jobs.loops import PlainLoop
-from pyramid_mixer.ranking.towers import TOWER_KINDS
+from pyramid_mixer.ranking.towers import BASELINES, TOWER_KINDS
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer
 from tests.logs import random_rows, write_rows
 
 OVERRIDES = [
@@ -34,7 +35,7 @@ def test_each_tower_trains_in_the_full_model(tmp_path: Path, kind: str) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(64, seed=41, max_history=20))
     built = build(load_config(None, OVERRIDES + [f"model.tower_kind={kind}"]), spec, env)
     tower = built.dmp.module.model.encoder.tower
-    assert type(tower).__name__ != "" and tower.config.out_dim == 16
+    assert type(tower) is (PyramidMixer if kind == "pyramid_mixer" else BASELINES[kind]) and tower.config.out_dim == 16
     before = [p.detach().clone() for p in tower.parameters()]
     stepper = PlainLoop(built.dmp, built.optimizer, env.device)
     batches = iter(ParquetReader([tmp_path], spec, built.layout, ReadOptions(32)))

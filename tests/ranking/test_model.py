@@ -13,6 +13,7 @@ from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.ranking.ctr.model import OverArchConfig, RankingModel, RankingTrain
+from pyramid_mixer.ranking.encoder import HistoryEncoder
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 from tests.logs import random_rows, write_rows
 
@@ -43,7 +44,8 @@ def _model(tower: torch.nn.Module, input_norm: bool = True) -> RankingModel:
     torch.manual_seed(0)
     spec = default_spec()
     ebc = embedding_bag_collection(spec, LAYOUT, device=torch.device("cpu"))
-    return RankingModel(ebc, spec, LAYOUT, tower, OverArchConfig(hidden=(8,)), input_norm=input_norm)
+    encoder = HistoryEncoder(ebc, spec, LAYOUT, tower, input_norm=input_norm)
+    return RankingModel(encoder, spec, OverArchConfig(hidden=(8,)))
 
 
 def test_tower_gets_tokens_mask_and_target_by_name(batch) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +100,7 @@ def test_reader_and_model_layouts_must_agree(batch) -> None:  # type: ignore[no-
     spec = default_spec()
     other = PyramidLayout(levels=(LevelSpec(0, 2, 1), LevelSpec(2, 12, 5)))
     ebc = embedding_bag_collection(spec, other, device=torch.device("cpu"))
-    model = RankingModel(ebc, spec, other, Spy(), OverArchConfig(hidden=(8,)))
+    model = RankingModel(HistoryEncoder(ebc, spec, other, Spy()), spec, OverArchConfig(hidden=(8,)))
     with pytest.raises(ValueError, match="reader's spec/layout differ from the model's"):
         model(_shifted(batch.sparse_features), batch.dense_features)
 

@@ -13,6 +13,7 @@ from pyramid_mixer.embeddings.tables import embedding_bag_collection
 from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
+from pyramid_mixer.ranking.encoder import HistoryEncoder
 from pyramid_mixer.ranking.next_item.model import NextItemConfig, NextItemModel, NextItemTrain
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 from tests.logs import SCHEMA, random_rows
@@ -28,7 +29,7 @@ def _setup(user_factor=False, seed=0):
     tower = PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=spec.num_token_features,
                                             dim=16, num_target_features=len(spec.target), out_dim=8,
                                             target_aware=False))
-    model = NextItemModel(ebc, spec, LAYOUT, tower, user_factor=user_factor)
+    model = NextItemModel(HistoryEncoder(ebc, spec, LAYOUT, tower), spec, user_factor=user_factor)
     rows = random_rows(24, seed=seed, max_history=20)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     catalogue = np.unique(table.column("item_id").to_numpy())

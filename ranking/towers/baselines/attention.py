@@ -17,8 +17,7 @@
   positions ``j >= i`` (itself and older behaviours): the most recent token's encoding summarises the whole
   history.
 
-Both towers take ``tokens: B X S X F X D`` (most recent first), ``mask: B X S`` (True = real token) and
-``target: B X Ft X D`` and return ``B X out_dim`` (see ``config.py``). Padded slots are replaced by zeros
+Both are called as every tower (``ranking.towers``). Padded slots are replaced by zeros
 with ``torch.where`` at the input and every pooling and attention is masked, so whatever a padded slot holds
 (even NaN) the output is bit-identical. A row with no real token gives a finite output (zeros pooled) and
 finite gradients: neither readout normalises, and SASRec lets every position attend to itself (so no attention
@@ -47,7 +46,7 @@ class DinTower(nn.Module):
         config (BaselineConfig): shapes; ``hidden`` is the attention MLP's width.
         device (Optional[torch.device]): where to allocate parameters.
 
-    Call with ``tokens: B X S X F X D``, ``mask: B X S`` bool, ``target: B X Ft X D``; returns ``B X out_dim``.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 
@@ -129,7 +128,7 @@ class SasRecTower(nn.Module):
         config (BaselineConfig): shapes; ``hidden`` (divisible by ``heads``), ``layers``, ``heads``.
         device (Optional[torch.device]): where to allocate parameters.
 
-    Call with ``tokens: B X S X F X D``, ``mask: B X S`` bool, ``target: B X Ft X D``; returns ``B X out_dim``.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 

@@ -1,8 +1,6 @@
 """The one config every baseline tower takes, so that a comparison changes the tower and nothing else.
 
-Inputs are those of the Pyramid Mixer: ``tokens: B X S X F X D`` (the history's token slots, most recent
-first, padded slots hold zeros), ``mask: B X S`` (True = real), ``target: B X Ft X D`` (the candidate's
-embeddings from the same tables as the first Ft token features). Output: ``B X out_dim``.
+Inputs and output are every tower's (``ranking.towers``); the shapes below are fixed when a tower is built.
 """
 
 from __future__ import annotations

@@ -95,13 +95,7 @@ class MlpMixerTower(nn.Module):
             unused). The token mixing's weights are ``2·S X S``, so S = ``num_tokens`` is fixed when built.
         device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
 
-    Call with:
-        tokens (Tensor): B X S X F X D float, most recent first; padded slots may hold anything.
-        mask (Tensor): B X S bool, True = real token.
-        target (Tensor): B X Ft X D, the candidate's embeddings from the same tables as token features 0..Ft-1.
-
-    Returns:
-        Tensor: B X out_dim.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 
@@ -149,13 +143,7 @@ class Mlp4RecTower(nn.Module):
             every mixer's hidden width is twice the size it mixes). S = ``num_tokens`` is fixed when built.
         device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
 
-    Call with:
-        tokens (Tensor): B X S X F X D float, most recent first; padded slots may hold anything.
-        mask (Tensor): B X S bool, True = real token.
-        target (Tensor): B X Ft X D, the candidate's embeddings from the same tables as token features 0..Ft-1.
-
-    Returns:
-        Tensor: B X out_dim.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 

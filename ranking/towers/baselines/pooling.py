@@ -48,13 +48,7 @@ class MeanPoolTower(nn.Module):
         config (BaselineConfig): shapes; ``hidden`` and ``layers`` size the MLP (``heads`` is unused).
         device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
 
-    Call with:
-        tokens (Tensor): B X S X F X D float, most recent first; padded slots may hold anything.
-        mask (Tensor): B X S bool, True = real token.
-        target (Tensor): B X Ft X D, the candidate's embeddings from the same tables as token features 0..Ft-1.
-
-    Returns:
-        Tensor: B X out_dim.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 
@@ -93,7 +87,7 @@ class NoTower(nn.Module):
         config (BaselineConfig): shapes; ``hidden`` and ``layers`` size the MLP (as ``MeanPoolTower``'s).
         device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
 
-    Call with ``tokens: B X S X F X D``, ``mask: B X S`` bool, ``target: B X Ft X D``; returns ``B X out_dim``.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 

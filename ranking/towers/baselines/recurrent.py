@@ -55,13 +55,7 @@ class GruTower(nn.Module):
         config (BaselineConfig): shapes; ``hidden`` is the GRU width, ``layers`` its layers (``heads`` unused).
         device (Optional[torch.device]): where to allocate parameters (``"meta"`` works).
 
-    Call with:
-        tokens (Tensor): B X S X F X D float, most recent first; padded slots may hold anything.
-        mask (Tensor): B X S bool, True = real token.
-        target (Tensor): B X Ft X D, the candidate's embeddings from the same tables as token features 0..Ft-1.
-
-    Returns:
-        Tensor: B X out_dim.
+    Called as every tower (``ranking.towers``: ``forward(tokens, mask, target) -> B X out_dim``).
 
     Example::
 

@@ -9,10 +9,9 @@
   self-attention, each block ``LN(x + irfft(W * rfft(x)))`` then ``LN(x + FFN(x))``; the most recent
   position's encoding is read out.
 
-All read ``tokens: B X S X F X D`` (most recent first, padded slots trailing), ``mask: B X S`` and
-``target: B X Ft X D``, concatenated to the readout (zeros in next-item mode, where it reads nothing), and
-return ``B X out_dim``. Padded slots are zeroed before and after every block, so no padding reaches a real
-position.
+All are called as every tower (``ranking.towers``); the target is concatenated to the readout (zeros in
+next-item mode, where it reads nothing). Padded slots are zeroed before and after every block, so no padding
+reaches a real position.
 
 On the data's rows, every prefix of a user's sequence is a row whose label is the next item, so BERT4Rec
 trains on "the last position masked" (the extra task of its paper) plus random masking of the history
