@@ -128,7 +128,7 @@ def markdown(data: Dict[str, Any]) -> str:
 
 
 def rewrite_lines(cases: List[Dict[str, Any]]) -> List[str]:
-    """The Pyramid Mixer against its former tower code (``ranking.tower_reference``), timed in turn in one
+    """The Pyramid Mixer against its former tower code (``jobs.bench.tower_reference``), timed in turn in one
     process: the full model's training step and the tower alone."""
     rows = [r for r in cases if r.get("train_former_tower") and r["tower_alone"].get("former_fp32")]
     if not rows:

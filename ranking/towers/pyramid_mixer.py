@@ -74,7 +74,7 @@ class PyramidMixerConfig:
         readout_hidden: width of each level's attention unit in the target-aware readout.
         query_norm: a learned LayerNorm over the candidate's ``Ft X D`` embeddings before the readout (its
             attention units and the match terms' projection). The model already layer-norms the candidate
-            without affine (``RankingModel``'s ``input_norm``); this one adds a learned scale and shift, and
+            without affine (the history encoder's ``input_norm``); this one adds a learned scale and shift, and
             keeps the tower usable alone on raw embeddings.
         expansion: hidden multiplier of the channel MLPs.
         out_dim: width of the tower's output.

@@ -1,4 +1,4 @@
-"""The rewritten tower equals the one it replaced (``ranking.tower_reference``): same weights, same outputs and
+"""The rewritten tower equals the one it replaced (``jobs.bench.tower_reference``): same weights, same outputs and
 gradients to 1e-5, for every ablation switch, with padded slots, empty histories and an empty level."""
 
 import dataclasses

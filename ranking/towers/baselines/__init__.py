@@ -1,1 +1,1 @@
-"""Baseline towers behind the Pyramid Mixer's interface: ``forward(tokens, mask, target) -> B X out_dim``."""
+"""The baseline towers, behind the tower interface of ``ranking.towers`` (one config, ``BaselineConfig``)."""
