@@ -32,6 +32,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 MANIFEST = "MANIFEST.json"
+BEST = "best"  # the model best-epoch selection chose (jobs.selection)
 log = logging.getLogger(__name__)
 
 
@@ -55,15 +56,43 @@ def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta
     """Writes ``name(epoch, step)`` atomically (temporary directory, rename, manifest last); then removes
     mid-epoch checkpoints older than the newest two (epoch ends are kept)."""
     root = Path(run_dir) / "checkpoints"
-    final = root / name(epoch, step)
-    tmp = root / f".{final.name}.tmp"
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    final = _write(root / name(epoch, step), _state(model, optimizer), dict(meta, epoch=epoch, epoch_steps=step))
+    if _rank() == 0:
+        mid = sorted((p for p in root.glob("epoch-*-step-*") if p.is_dir()), key=position)
+        for old in mid[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+    if dist.is_initialized():
+        dist.barrier()
+    return final
+
+
+def save_best(run_dir: Path, model: nn.Module, meta: Dict[str, Any]) -> Path:
+    """Writes the model alone (no optimizer state: it is only scored) to ``run_dir/checkpoints/best``,
+    atomically, replacing the best before; ``latest`` never resumes from it."""
+    return _write(Path(run_dir) / "checkpoints" / BEST, {"model": model.state_dict()}, meta)
+
+
+def best(run_dir: Path) -> Optional[Path]:
+    """``run_dir/checkpoints/best`` when it matches its manifest, else None."""
+    path = Path(run_dir) / "checkpoints" / BEST
+    return path if path.is_dir() and problem(path) is None else None
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _write(final: Path, state: Dict[str, Any], meta: Dict[str, Any]) -> Path:
+    """``state`` written with DCP to a temporary directory renamed to ``final`` once every rank is done, each
+    rank's RNG state beside it, and the manifest (``meta`` + every file's size and SHA-1) last."""
+    tmp = final.parent / f".{final.name}.tmp"
+    rank = _rank()
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     if dist.is_initialized():
         dist.barrier()
-    dcp.save(_state(model, optimizer), checkpoint_id=str(tmp))
+    dcp.save(state, checkpoint_id=str(tmp))
     torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
     if dist.is_initialized():
         dist.barrier()
@@ -72,12 +101,9 @@ def save(run_dir: Path, epoch: int, model: nn.Module, optimizer: Optimizer, meta
         os.replace(tmp, final)
         world = dist.get_world_size() if dist.is_initialized() else 1
         files = {p.name: _fingerprint(p) for p in sorted(final.iterdir()) if p.is_file()}
-        manifest = dict(meta, epoch=epoch, epoch_steps=step, world_size=world, files=files)
+        manifest = dict(meta, world_size=world, files=files)
         (final / f".{MANIFEST}.tmp").write_text(json.dumps(manifest, indent=2))
         os.replace(final / f".{MANIFEST}.tmp", final / MANIFEST)
-        mid = sorted((p for p in root.glob("epoch-*-step-*") if p.is_dir()), key=position)
-        for old in mid[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
     return final

@@ -23,7 +23,9 @@ from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.datasets.synthetic import SyntheticConfig
 from pyramid_mixer.features.reader import BadRowPolicy
 from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.splits import check_share
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
+from pyramid_mixer.jobs.selection import SelectConfig
 from pyramid_mixer.ranking.ctr.model import OverArchConfig
 from pyramid_mixer.ranking.encoder import TOWER_PRECISIONS
 from pyramid_mixer.ranking.next_item.model import NEEDS_CANDIDATE, NextItemConfig
@@ -31,13 +33,17 @@ from pyramid_mixer.ranking.towers import TOWER_KINDS
 from pyramid_mixer.ranking.towers.baselines.config import BaselineConfig
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixerConfig
 
-SPLITS = ("time", "leave_one_out")
+SPLITS = ("time", "per_user", "leave_one_out")
 TASKS = ("ctr", "next_item")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the logs are and how they split.
+
+    ``split: per_user`` (what ranking teams evaluate on): each user's own latest rows are held out, the last
+    ``user_test`` of them the test set and the ``user_valid`` before those the valid set, the rest train
+    (``features.splits``); every user is in every split, so UAUC ranks each user's own next items.
 
     ``split: leave_one_out`` (next-item mode, the sequential-recommendation protocol): each user's last event
     is the test set, the one before it the valid set, the rest train, read from the spec's ``events_after``
@@ -56,8 +62,10 @@ class DataConfig:
         valid_days: the days before the eval set that form the valid set (0: no valid set).
         train / valid / test: a team's own split, as lists of paths or globs; ``train`` needs ``test`` (or
             ``valid``) too, and then ``path`` and the day counts are not used.
-        split: ``time`` (the last days are held out) or ``leave_one_out`` (each user's last events are held
-            out; needs the spec's ``events_after`` column).
+        split: ``time`` (the last days are held out), ``per_user`` (each user's latest rows are held out) or
+            ``leave_one_out`` (each user's last events are held out; needs the spec's ``events_after`` column).
+        user_test / user_valid: ``split: per_user``: each user's rows held out as the test / valid set: a share
+            in (0, 1) of the user's rows, rounded up, or a whole count >= 1 (``user_valid: 0``: no valid set).
     """
 
     path: str = "data/douyin"
@@ -65,6 +73,8 @@ class DataConfig:
     split: str = "time"
     eval_days: float = 1.0
     valid_days: float = 0.0
+    user_test: float = 0.1
+    user_valid: float = 0.1
     on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
     max_bad_fraction: float = 0.1  # reject: a pass with a larger rejected share of its rows fails
     on_bad_files: str = "fail"  # fail: an unreadable Parquet file is an error; skip: left out and counted
@@ -73,6 +83,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ConfigError(f"data.split={self.split!r}: use one of {list(SPLITS)}")
+        for name in ("user_test", "user_valid"):
+            try:
+                check_share(f"data.{name}", getattr(self, name))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if self.user_test == 0:
+            raise ConfigError("data.user_test=0: the per-user split needs a test set (a share in (0, 1) or a count)")
         if self.prefetch < 0:
             raise ConfigError(f"data.prefetch={self.prefetch}: batches read ahead must be >= 0 (0: none)")
         try:
@@ -187,6 +204,7 @@ class TrainConfig:
     pipeline: bool = True  # TorchRec's TrainPipelineSparseDist; false: a plain loop (same results)
     checkpoint: bool = True  # at every epoch end, every checkpoint_every steps, and on SIGTERM
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: epoch ends (and SIGTERM) only
+    select: SelectConfig = field(default_factory=SelectConfig)  # best-epoch selection on the valid split
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pyramid_mixer.features.files import Files, resolve_files
 from pyramid_mixer.features.next_item import NextItemInputs
 from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions, time_split
 from pyramid_mixer.features.spec import FeatureSpec
+from pyramid_mixer.features.splits import per_user_split
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import DataConfig, JobConfig
 
@@ -82,6 +83,9 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.split == "leave_one_out":
         out, files = leave_one_out(data, spec)
         return _with_policy(out, data, files)
+    if data.split == "per_user":
+        out, files = per_user(data, spec)
+        return _with_policy(out, data, files)
     if data.valid_days < 0 or data.eval_days <= 0:
         raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
                           f"{data.valid_days:g} >= 0")
@@ -100,6 +104,23 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
                               f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
                               f"({data.valid_days:g} day(s) before the eval set)")
     return _with_policy(out, data, files)
+
+
+def per_user(data: DataConfig, spec: FeatureSpec) -> Tuple[Dict[str, Source], Files]:
+    """Each user's latest ``data.user_test`` rows are the eval (test) set, the ``data.user_valid`` before them
+    the valid set (when not 0), the rest train (``features.splits``)."""
+    files = resolve_files([data.path], data.bad_row_policy().skip_bad_files)
+    split = per_user_split(files, spec, data.user_valid, data.user_test)
+    train, valid, test = split.filters(spec.request_id)
+    c, where = split.counts, f"{data.path}: per user ({split.users:,} users) by {spec.request_time}"
+    out = {
+        "train": Source((data.path,), train, f"{where}, all but the latest rows ({c['train']:,} rows)"),
+        "eval": Source((data.path,), test, f"{where}, the latest {data.user_test:g} ({c['test']:,} rows)"),
+    }
+    if data.user_valid > 0:
+        out["valid"] = Source((data.path,), valid, f"{where}, the {data.user_valid:g} before the test rows "
+                                                   f"({c['valid']:,} rows)")
+    return out, files
 
 
 def leave_one_out(data: DataConfig, spec: FeatureSpec) -> Tuple[Dict[str, Source], Files]:

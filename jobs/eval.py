@@ -144,8 +144,9 @@ def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None
 
 def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
              split: str = "eval", srcs: Optional[Dict[str, Source]] = None,
-             next_item: Optional[NextItemInputs] = None) -> Union[EvalReport, NextItemReport]:
+             next_item: Optional[NextItemInputs] = None, write_files: bool = True) -> Union[EvalReport, NextItemReport]:
     """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank).
+    ``write_files=False`` (the valid scores of best-epoch selection): no files and no popularity baseline.
     ``srcs``: the job's ``sources`` when the caller has them (their files are listed and opened once).
     In next-item mode the report is ``next_item_eval``'s (``next_item``: the catalogue, when the caller has it).
     """
@@ -154,7 +155,7 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
                           "data.test (explicit paths) in the config")
     if config.model.task == "next_item":
-        return evaluate_next_item(config, dmp, spec, env, split, srcs, next_item)
+        return evaluate_next_item(config, dmp, spec, env, split, srcs, next_item, write_files)
     reader = srcs[split].reader(spec, config.model.effective_layout(), read_options(config, env, training=False))
     preds = predict(dmp, reader, env, config.data.prefetch)
     rows = sum_stats(reader.stats, env)
@@ -162,12 +163,13 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
     if env.is_main:  # the only rank that holds the predictions: it scores them and shares the small report
         report = report_for(preds, spec, rows, split)
         report.extra["source"] = srcs[split].description
-        report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
-        run_dir = Path(config.run_dir)
-        paths = write(report, run_dir, split)
-        if config.eval.predictions:
-            write_predictions(preds, spec, run_dir / "predictions.parquet")
-        log.info("report: %s", ", ".join(str(p) for p in paths.values()))
+        if write_files:
+            report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
+            run_dir = Path(config.run_dir)
+            paths = write(report, run_dir, split)
+            if config.eval.predictions:
+                write_predictions(preds, spec, run_dir / "predictions.parquet")
+            log.info("report: %s", ", ".join(str(p) for p in paths.values()))
     return from_main(report, env)
 
 
@@ -195,12 +197,13 @@ def summary_lines(report: Union[EvalReport, NextItemReport]) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-eval", __doc__.strip().splitlines()[0],
-               reads="a checkpoint (default: the newest complete one under run_dir/checkpoints) and the split's "
-                     "Parquet rows",
+               reads="a checkpoint (default: the one best-epoch selection chose, run_dir/checkpoints/best, else the "
+                     "newest complete one under run_dir/checkpoints) and the split's Parquet rows",
                writes="run_dir/<split>.{json,md,png} (AUC, UAUC, GAUC, logloss, calibration per label), and "
                       "run_dir/predictions.parquet with eval.predictions=true")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint directory (default: the newest complete one under run_dir/checkpoints)")
+                   help="checkpoint directory (default: run_dir/checkpoints/best, which train.select writes, "
+                        "else the newest complete one under run_dir/checkpoints)")
     p.add_argument("--split", default="eval", choices=["eval", "valid"],
                    help="eval: data.test (or the last data.eval_days by time); valid: data.valid when "
                         "both data.valid and data.test are given (or the data.valid_days before the eval "
@@ -211,7 +214,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     setup_logging(env.rank)
     spec = resolve_spec(config.data.spec)
     built = build(config, spec, env)
-    path = Path(args.checkpoint) if args.checkpoint else checkpoint.latest(Path(config.run_dir))
+    run_dir = Path(config.run_dir)
+    path = Path(args.checkpoint) if args.checkpoint else checkpoint.best(run_dir) or checkpoint.latest(run_dir)
     if path is None:
         raise FileNotFoundError(f"{config.run_dir}/checkpoints: no complete checkpoint; run pmx-train first")
     checkpoint.load(path, built.dmp)

@@ -121,8 +121,10 @@ def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv
 
 
 def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
-                       split: str, srcs: Dict[str, Source], inputs: Optional[NextItemInputs] = None) -> NextItemReport:
-    """Scores ``split`` and writes ``run_dir/{split}.{json,md}``; returns the report on every rank."""
+                       split: str, srcs: Dict[str, Source], inputs: Optional[NextItemInputs] = None,
+                       write_files: bool = True) -> NextItemReport:
+    """Scores ``split`` and writes ``run_dir/{split}.{json,md}`` (unless ``write_files`` is False); returns the report
+    on every rank."""
     inputs = inputs if inputs is not None else next_item_inputs(srcs, spec)
     options = dataclasses.replace(read_options(config, env, training=False),
                                   next_item=dataclasses.replace(inputs, negatives=0, seen=True))
@@ -141,7 +143,8 @@ def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: F
             sampled_negatives=config.eval.sampled_negatives,
             extra={"source": srcs[split].description},
         )
-        write_report(report, Path(config.run_dir), split)
+        if write_files:
+            write_report(report, Path(config.run_dir), split)
     return from_main(report, env)
 
 
