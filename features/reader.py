@@ -158,6 +158,10 @@ class ReadOptions:
             order and shuffles rows within a buffer of this many rows (training: logs are usually
             written grouped by user or time, and batches of one user's consecutive rows train badly).
         seed: the shuffle of pass ``n`` is drawn from ``(seed, n)``, so a run's data order is reproducible.
+        group_rows: with a shuffle, rows of one group (the spec's ``group_key``, the user) travel in chunks of
+            up to this many: each buffer's rows are drawn at random within their group, cut into chunks, and the
+            chunks shuffled. A batch then holds pairs of one user's rows from different times, which a
+            within-group loss compares (``ranking.ctr.model.GroupLossConfig``); 1: rows are shuffled singly.
         rank, world_size: this process's share of the data: the row groups of all files are dealt to the
             ranks, largest first to the rank with the fewest rows so far (balanced by rows), so that across
             ranks every row is read exactly once per pass.
@@ -176,6 +180,7 @@ class ReadOptions:
     row_filter: Optional[pc.Expression] = field(default=None, compare=False)
     shuffle_rows: int = 0
     seed: int = 0
+    group_rows: int = 1
     rank: int = 0
     world_size: int = 1
     bad_rows: BadRowPolicy = BadRowPolicy()
@@ -188,6 +193,8 @@ class ReadOptions:
             raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
         if self.shuffle_rows < 0:
             raise ValueError(f"shuffle_rows must be >= 0 (0: file order), got {self.shuffle_rows}")
+        if self.group_rows < 1:
+            raise ValueError(f"group_rows must be >= 1 (1: rows shuffled singly), got {self.group_rows}")
 
 
 class ParquetReader:
@@ -257,7 +264,7 @@ class ParquetReader:
             yield table
 
     def _shuffled(self, tables: Iterator[pa.Table], rng: np.random.Generator) -> Iterator[pa.Table]:
-        """Rows shuffled within buffers of ``shuffle_rows``."""
+        """Rows shuffled within buffers of ``shuffle_rows`` (in chunks of one group with ``group_rows``)."""
         buffer: List[pa.Table] = []
         rows = 0
         for table in tables:
@@ -265,11 +272,27 @@ class ParquetReader:
             rows += table.num_rows
             if rows >= self.options.shuffle_rows:
                 merged = pa.concat_tables(buffer)
-                yield merged.take(pa.array(rng.permutation(rows)))
+                yield merged.take(pa.array(self._order(merged, rng)))
                 buffer, rows = [], 0
         if rows:
             merged = pa.concat_tables(buffer)
-            yield merged.take(pa.array(rng.permutation(rows)))
+            yield merged.take(pa.array(self._order(merged, rng)))
+
+    def _order(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        """A random order of ``table``'s rows; with ``group_rows > 1``, one group's rows in chunks of that many."""
+        n, k = table.num_rows, self.options.group_rows
+        if k == 1:
+            return rng.permutation(n)
+        group = pc.fill_null(table.column(self.spec.group_key), 0).to_numpy()
+        order = np.lexsort((rng.random(n), group))  # by group, at random within it
+        sorted_group = group[order]
+        start = np.ones(n, dtype=bool)
+        start[1:] = sorted_group[1:] != sorted_group[:-1]
+        first = np.maximum.accumulate(np.where(start, np.arange(n), 0))  # each row's group's first position
+        chunk_start = start | ((np.arange(n) - first) % k == 0)
+        chunk = np.cumsum(chunk_start) - 1  # chunk id of each sorted position
+        rank = rng.permutation(int(chunk[-1]) + 1)[chunk]
+        return order[np.argsort(rank, kind="stable")]
 
     def _rebatched(self, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
         """Tables re-cut into exactly ``batch_size`` rows (the last may be smaller)."""

@@ -43,7 +43,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextI
     encoder = HistoryEncoder(ebc, spec, layout, tower, managed, m.input_norm, m.tower_precision)
     if m.task == "next_item":
         return NextItemTrain(NextItemModel(encoder, spec, m.next_item.user_factor), m.next_item)
-    return RankingTrain(RankingModel(encoder, spec, m.over_arch), tuple(label.weight for label in spec.labels))
+    return RankingTrain(RankingModel(encoder, spec, m.over_arch), tuple(label.weight for label in spec.labels),
+                        m.group_loss)
 
 
 def cpp_compiler() -> Optional[str]:

@@ -26,7 +26,7 @@ from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.features.splits import check_share
 from pyramid_mixer.features.tokens import PyramidLayout, single_level
 from pyramid_mixer.jobs.selection import SelectConfig
-from pyramid_mixer.ranking.ctr.model import OverArchConfig
+from pyramid_mixer.ranking.ctr.model import GroupLossConfig, OverArchConfig
 from pyramid_mixer.ranking.encoder import TOWER_PRECISIONS
 from pyramid_mixer.ranking.next_item.model import NEEDS_CANDIDATE, NextItemConfig
 from pyramid_mixer.ranking.towers import TOWER_KINDS
@@ -149,6 +149,7 @@ class ModelConfig:
                               f"form; with model.task=next_item use one of "
                               f"{[t for t in TOWER_KINDS if t not in NEEDS_CANDIDATE]}")
     over_arch: OverArchConfig = field(default_factory=OverArchConfig)
+    group_loss: GroupLossConfig = field(default_factory=GroupLossConfig)  # a within-user ranking loss beside BCE
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     # torch.compile the tower (inductor): on this project's 2-core CPU the Pyramid Mixer's tower runs ~1.2x
     # faster (~10 % off a training step at 2,336 behaviours), after a one-off compile of a minute or more per
@@ -204,6 +205,13 @@ class TrainConfig:
     pipeline: bool = True  # TorchRec's TrainPipelineSparseDist; false: a plain loop (same results)
     checkpoint: bool = True  # at every epoch end, every checkpoint_every steps, and on SIGTERM
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: epoch ends (and SIGTERM) only
+    # rows of one user (the spec's group_key) shuffled in chunks of up to this many, so that a batch holds
+    # pairs of one user's rows for model.group_loss; 1: rows shuffled singly
+    group_rows: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group_rows < 1:
+            raise ConfigError(f"train.group_rows={self.group_rows}: must be >= 1 (1: rows shuffled singly)")
     select: SelectConfig = field(default_factory=SelectConfig)  # best-epoch selection on the valid split
 
 

@@ -56,8 +56,8 @@ def read_options(config: JobConfig, env: DistEnv, training: bool,
         t = config.train
         if next_item is not None:
             next_item = dataclasses.replace(next_item, negatives=config.model.next_item.batch_negatives, seed=t.seed)
-        return ReadOptions(t.batch_size, shuffle_rows=t.shuffle_rows, seed=t.seed, rank=env.rank,
-                           world_size=env.world_size, next_item=next_item)
+        return ReadOptions(t.batch_size, shuffle_rows=t.shuffle_rows, seed=t.seed, group_rows=t.group_rows,
+                           rank=env.rank, world_size=env.world_size, next_item=next_item)
     return ReadOptions(config.eval.batch_size, rank=env.rank, world_size=env.world_size, next_item=next_item)
 
 

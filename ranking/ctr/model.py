@@ -71,13 +71,53 @@ class RankingModel(nn.Module):
         return self.head(self.over_arch(torch.cat([h, sparse, dense], dim=1)))  # B X n_labels
 
 
-class RankingTrain(nn.Module):
-    """Wraps the model with the loss: ``sum_l w_l * mean_i(v_i * BCE_il)`` over labels ``l`` (weights ``w``
-    from the spec) and rows ``i`` (the batch's row weights ``v``: 1 for data, 0 for filler batches)."""
+@dataclass(frozen=True)
+class GroupLossConfig:
+    """A within-group ranking loss beside BCE (``RankingTrain``).
 
-    def __init__(self, model: RankingModel, label_weights: Tuple[float, ...]) -> None:
+    BCE scores each row alone, so a signal that separates users (how much this user likes things) lowers it
+    as much as one that ranks a user's own items; UAUC, the metric a feed lives on, needs the second. The
+    pairwise loss (RankNet's) compares the rows of one group (the spec's ``group_key``, the user) in a batch
+    whose labels differ: ``mean over pairs (i positive, j negative, same group) of log(1 + exp(s_j - s_i))``,
+    added to each label's BCE with ``weight``. A user-level shift of the scores leaves it unchanged, so it
+    trains the within-user ranking alone. Rows of one user meet in a batch when the reader shuffles them in
+    chunks (``train.group_rows``); with rows shuffled singly, pairs are rare.
+
+    Args:
+        weight: the pairwise loss's weight beside each label's BCE (0: BCE alone).
+    """
+
+    weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"group_loss.weight={self.weight:g}: must be >= 0 (0: BCE alone)")
+
+
+def pairwise_group_loss(scores: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
+                        weights: torch.Tensor) -> torch.Tensor:
+    """``n_labels``: per label, the mean of ``log(1 + exp(s_j - s_i))`` over the pairs of rows of one group with
+    ``i`` positive and ``j`` negative (rows of weight 0 left out); 0 for a label without such a pair.
+
+    Shapes: ``scores``, ``labels`` ``B X n_labels``; ``groups``, ``weights`` ``B``."""
+    same = (groups[:, None] == groups[None, :]) & (weights[:, None] > 0) & (weights[None, :] > 0)  # B X B
+    positive = labels > 0.5  # B X L
+    pairs = same[:, :, None] & positive[:, None, :] & ~positive[None, :, :]  # B X B X L: i positive, j negative
+    margin = scores[:, None, :] - scores[None, :, :]  # s_i - s_j
+    total = (nnf.softplus(-margin) * pairs).sum((0, 1))
+    return total / pairs.sum((0, 1)).clamp(min=1)
+
+
+class RankingTrain(nn.Module):
+    """Wraps the model with the loss: ``sum_l w_l * (mean_i(v_i * BCE_il) + g * pair_l)`` over labels ``l``
+    (weights ``w`` from the spec) and rows ``i`` (the batch's row weights ``v``: 1 for data, 0 for filler
+    batches), with the within-group pairwise loss ``pair_l`` of weight ``g`` (``GroupLossConfig``; 0: off)."""
+
+    def __init__(self, model: RankingModel, label_weights: Tuple[float, ...],
+                 group_loss: GroupLossConfig = GroupLossConfig()) -> None:
         super().__init__()
         self.model = model
+        self.group_weight = group_loss.weight
         self.register_buffer("label_weights", torch.tensor(label_weights, dtype=torch.float32), persistent=False)
 
     def forward(
@@ -86,5 +126,8 @@ class RankingTrain(nn.Module):
         logits = self.model(batch.sparse_features, batch.dense_features)
         bce = nnf.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")  # B X n_labels
         per_label = (bce * batch.weights[:, None]).mean(0)
+        if self.group_weight > 0:
+            pair = pairwise_group_loss(logits, batch.labels, batch.group_ids, batch.weights)
+            per_label = per_label + self.group_weight * pair
         loss = (per_label * self.label_weights).sum()
         return loss, (loss.detach(), logits.detach(), batch.labels, batch.weights)

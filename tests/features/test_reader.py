@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
@@ -180,3 +181,20 @@ def test_bad_rank_is_an_error(tmp_path: Path) -> None:
     write_rows(tmp_path / "a.parquet", random_rows(5))
     with pytest.raises(ValueError, match="rank 2 is not in"):
         ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(4, rank=2, world_size=2))
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_group_rows_shuffles_one_users_rows_in_chunks(tmp_path: Path, k: int) -> None:
+    write_rows(tmp_path / "a.parquet", random_rows(150, seed=4), row_group_size=25)
+    options = ReadOptions(batch_size=30, shuffle_rows=200, seed=1, group_rows=k)
+    reader = ParquetReader([tmp_path], default_spec(), LAYOUT, options)
+    rows = [(int(g), int(r)) for b in reader for g, r in zip(b.group_ids, b.request_ids)]
+    assert len(rows) == len({r for _, r in rows}) == 150  # every row once
+    users = Counter(g for g, _ in rows)
+    runs = Counter(g for i, (g, _) in enumerate(rows) if i == 0 or rows[i - 1][0] != g)  # runs of each user
+    # each user's rows come in chunks of up to k (two chunks of one user may meet, making fewer runs)
+    assert all(runs[u] <= math.ceil(n / k) for u, n in users.items()), (runs, users)
+    singly = ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=30, shuffle_rows=200, seed=1))
+    alone = [int(g) for b in singly for g in b.group_ids]
+    alone_runs = Counter(g for i, g in enumerate(alone) if i == 0 or alone[i - 1] != g)
+    assert sum(alone_runs.values()) > sum(runs.values())  # shuffled singly, a user's rows scatter

@@ -117,7 +117,8 @@ def test_the_selector_counts_scores_without_a_gain() -> None:
 
 def test_next_item_mode_selects_on_a_ranking_metric(tmp_path: Path) -> None:
     from pyramid_mixer.features.datasets.movielens import convert_movielens
-    from tests.jobs.test_next_item_job import TINY as NEXT_ITEM, write_ratings
+    from tests.jobs.test_next_item_job import TINY as NEXT_ITEM
+    from tests.jobs.test_next_item_job import write_ratings
 
     write_ratings(tmp_path / "raw", users=20, items=30, events=300, walk=True)
     convert_movielens(tmp_path / "raw", tmp_path / "data", row_group_rows=100)

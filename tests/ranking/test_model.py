@@ -12,7 +12,13 @@ from pyramid_mixer.embeddings.tables import embedding_bag_collection
 from pyramid_mixer.features.reader import ParquetReader, ReadOptions
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
-from pyramid_mixer.ranking.ctr.model import OverArchConfig, RankingModel, RankingTrain
+from pyramid_mixer.ranking.ctr.model import (
+    GroupLossConfig,
+    OverArchConfig,
+    RankingModel,
+    RankingTrain,
+    pairwise_group_loss,
+)
 from pyramid_mixer.ranking.encoder import HistoryEncoder
 from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer, PyramidMixerConfig
 from tests.logs import random_rows, write_rows
@@ -111,3 +117,33 @@ def _shifted(kjt):  # type: ignore[no-untyped-def]
 
     keys = kjt.keys()
     return KeyedJaggedTensor(keys=keys[1:] + keys[:1], values=kjt.values(), lengths=kjt.lengths())
+
+
+def test_the_pairwise_group_loss_is_its_formula_and_ignores_user_level_shifts() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores, labels = torch.randn(20, 2, generator=g), (torch.rand(20, 2, generator=g) > 0.5).float()
+    groups, weights = torch.randint(0, 4, (20,), generator=g), torch.ones(20)
+    weights[3] = 0.0  # a filler row is in no pair
+    got = pairwise_group_loss(scores, labels, groups, weights)
+    for label in range(2):
+        terms = [torch.log1p(torch.exp(scores[j, label] - scores[i, label]))
+                 for i in range(20) for j in range(20)
+                 if groups[i] == groups[j] and labels[i, label] == 1 and labels[j, label] == 0 and 3 not in (i, j)]
+        torch.testing.assert_close(got[label], torch.stack(terms).mean())
+    shifted = scores + torch.randn(4, 1, generator=g)[groups]  # one constant per user: the ranking within is kept
+    torch.testing.assert_close(pairwise_group_loss(shifted, labels, groups, weights), got)
+    alone = pairwise_group_loss(scores, labels, torch.arange(20), weights)  # no two rows of one user
+    assert torch.equal(alone, torch.zeros(2))
+
+
+def test_the_group_loss_is_added_to_each_labels_bce(batch) -> None:  # type: ignore[no-untyped-def]
+    model = _model(PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=5,
+                                                   num_target_features=3, out_dim=8)))
+    weights = (1.0, 0.5, 0.25)
+    plain, (_, logits, labels, rows) = RankingTrain(model, weights)(batch)
+    both, _ = RankingTrain(model, weights, GroupLossConfig(weight=2.0))(batch)
+    pair = pairwise_group_loss(logits, labels, batch.group_ids, rows)
+    assert pair.sum() > 0  # the batch has pairs of one user's rows
+    torch.testing.assert_close(both, plain + 2.0 * (pair * torch.tensor(weights)).sum())
+    with pytest.raises(ValueError, match="group_loss.weight=-1"):
+        GroupLossConfig(weight=-1.0)
