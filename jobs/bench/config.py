@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.datasets.registry import DATASETS
+from pyramid_mixer.jobs.selection import parse_metric
 
 DATASET_KINDS = ("planted",) + tuple(DATASETS)  # the synthetic logs, and every convertible dataset
 
@@ -73,8 +74,11 @@ class BenchConfig:
             unless ``seeds`` is overridden (see ``load_bench_config``).
         search: the search budget, the same for every variant: a list of candidates, each a list of
             overrides (a dataset may name its own). Each candidate trains once (first seed) and is scored on
-            the valid split; the best valid click AUC wins and trains with the other seeds. Test metrics are
+            the valid split; the best valid ``select`` wins and trains with the other seeds. Test metrics are
             reported for the winner.
+        select: the valid metric that chooses among the search candidates, in ``train.select.metric``'s
+            form (``"click AUC"``, ``"click AUC+UAUC"``: the mean of both); a trial that selects its epoch
+            (``train.select.metric`` in its overrides) is scored with the epoch it chose.
         reference: the variant the ablations and baselines are compared with.
         workers: trials run at once, each a process with ``threads`` torch threads.
         threads: torch intra-op threads per trial.
@@ -85,6 +89,7 @@ class BenchConfig:
     work_dir: str = "runs/bench-quality"
     seeds: Tuple[int, ...] = (0, 1, 2)
     search: Tuple[Tuple[str, ...], ...] = ((),)
+    select: str = "click AUC"
     reference: str = "pyramid_mixer"
     workers: int = 2
     threads: int = 1
@@ -100,6 +105,9 @@ class BenchConfig:
             raise ConfigError(f"bench config: variant and dataset names must be unique, got {names}")
         if self.reference not in names:
             raise ConfigError(f"bench config: reference={self.reference!r} is not a variant; variants: {names}")
+        if parse_metric(self.select).label is None:
+            raise ConfigError(f"bench config: select={self.select!r}: the quality benchmark chooses on a CTR "
+                              "metric ('click AUC', 'click AUC+UAUC', ...)")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"bench config: workers={self.workers} must be >= 1, threads={self.threads} >= 0")
         for where, seeds in [("seeds", self.seeds)] + [(f"datasets[{d.name}].seeds", d.seeds) for d in self.datasets]:

@@ -41,6 +41,7 @@ from pyramid_mixer.jobs.bench.quality_tables import write_results
 from pyramid_mixer.jobs.cli import run_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.next_item_eval import NextItemReport
+from pyramid_mixer.jobs.selection import parse_metric
 from pyramid_mixer.ranking.towers import effective_tower_config
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ def run_trial(trial: Trial) -> Dict[str, Any]:
         "dataset": trial.dataset, "variant": trial.variant, "candidate": trial.candidate, "seed": trial.seed,
         "overrides": list(trial.overrides), "parameters": result.num_parameters,
         "train_seconds": result.seconds, "rows_trained": result.rows_trained, "splits": splits,
+        "selected": result.selection.get("best_at"),
     }
 
 
@@ -196,6 +198,17 @@ def valid_click_auc(result: Dict[str, Any]) -> float:
     """A CTR trial's selection score: the valid AUC of the first label."""
     labels = result["splits"]["valid"]["labels"]
     return float(labels[next(iter(labels))]["auc"])
+
+
+def valid_score(select: str) -> Callable[[Dict[str, Any]], float]:
+    """A CTR trial's selection score: ``select`` (``"click AUC+UAUC"``: the mean) on its valid split."""
+    metric = parse_metric(select)
+
+    def score(result: Dict[str, Any]) -> float:
+        label = result["splits"]["valid"]["labels"][str(metric.label)]
+        return sum(float(label[n]) for n in metric.names) / len(metric.names)
+
+    return score
 
 
 def trial_line(trial: Trial, res: Dict[str, Any]) -> str:
@@ -289,7 +302,7 @@ def search_and_seeds(bench: BenchConfig, score_of: Callable[[Dict[str, Any]], fl
 def run_bench(bench: BenchConfig) -> Dict[str, Any]:
     """Runs the whole benchmark and writes ``out_dir/quality.{json,md,png}``; returns the JSON data."""
     start = time.perf_counter()
-    final, search, chosen = search_and_seeds(bench)
+    final, search, chosen = search_and_seeds(bench, valid_score(bench.select))
     return write_results(bench, final, search, chosen, time.perf_counter() - start)
 
 

@@ -111,7 +111,8 @@ def markdown(data: Dict[str, Any]) -> str:
         f"Seeds {data['seeds']} unless a dataset names its own. Search budget, the same for every variant "
         "(a dataset may name its own): "
         f"{len(data['search'])} candidate(s) {[list(c) for c in data['search']]}, each trained with the dataset's "
-        "first seed and chosen on the valid split's click AUC; the winner trains with every seed. "
+        f"first seed and chosen on the valid split's {data.get('select', 'click AUC')}; the winner trains with "
+        "every seed. "
         "Test metrics: mean ± std over seeds.",
     ]
     for ds, table in data["tables"].items():
@@ -207,6 +208,7 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
             f" --config {bench.source}" if not bench.source.endswith("configs/bench_quality.yaml") else ""),
         "seconds": seconds, "machine": machine_facts(), "workers": bench.workers, "threads": bench.threads,
         "seeds": list(bench.seeds), "search": [list(c) for c in bench.search], "reference": bench.reference,
+        "select": bench.select,
         "roles": roles,
         "datasets": {ds.name: dict(dataset_facts(final, ds.name), seeds=list(bench.seeds_for(ds)),
                                    search=[list(c) for c in bench.search_for(ds)])
@@ -214,6 +216,8 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
         "tables": tables,
         "findings": {ds: findings(t, roles, bench.reference) for ds, t in tables.items()},
         "search_trials": [{"dataset": r["dataset"], "variant": r["variant"], "candidate": r["candidate"],
-                           "valid_click_auc": _first(r["splits"]["valid"])["auc"]} for r in search],
+                           "valid_click_auc": _first(r["splits"]["valid"])["auc"],
+                           "valid_click_uauc": _first(r["splits"]["valid"])["uauc"],
+                           "selected_epoch": r.get("selected")} for r in search],
     }
     return write_report(bench.out_dir, "quality", data, markdown, plot)

@@ -222,3 +222,15 @@ def test_a_candidate_that_changes_nothing_for_a_tower_runs_once(tmp_path: Path,
     assert bench_quality.best_candidates(results)[("a", "m4")] == 0  # a tie keeps the first candidate
     monkeypatch.setattr(bench_quality, "run_trial", lambda t: pytest.fail(f"{t.key} ran again"))
     assert bench_quality.run_trials(bench, trials, "search") == results  # all six from the cache
+
+
+def test_the_search_chooses_on_the_configured_valid_metric() -> None:
+    def trial(candidate: int, auc: float, uauc: float) -> Dict[str, Any]:
+        return {"dataset": "d", "variant": "v", "candidate": candidate,
+                "splits": {"valid": {"labels": {"click": {"auc": auc, "uauc": uauc}}}}}
+
+    results = [trial(0, 0.80, 0.60), trial(1, 0.78, 0.66)]
+    assert bench_quality.best_candidates(results, bench_quality.valid_score("click AUC")) == {("d", "v"): 0}
+    assert bench_quality.best_candidates(results, bench_quality.valid_score("click AUC+UAUC")) == {("d", "v"): 1}
+    with pytest.raises(ConfigError, match="chooses on a CTR metric"):
+        load_bench_config(None, ["select=NDCG@10"])
