@@ -118,7 +118,7 @@ comes from the effective burst (``exposure_short``), the middle term (``exposure
 (``exposure_long``), a favourite author (``exposure_author``) or global popularity (the rest, and the
 burst's share when no burst is effective). With ``c, a, i`` the candidate's category, author and item::
 
-    z_click = click_bias + b_u + device_bias
+    z_click = click_bias + b_u + e_u + device_bias                             # e_u: enthusiasm (0 by default)
               + long_weight * (1 + mood_taste_weight * s) * L_u(c)            # long term, session mood
               + middle_weight * [c in middle interest at request time]        # middle term
               + short_weight * [burst effective and c == burst category]      # short term
@@ -134,7 +134,7 @@ burst's share when no burst is effective). With ``c, a, i`` the candidate's cate
     z_finish = finish_bias - duration_weight * log(duration / 20 s)
                + 0.5 L_u(c) + 0.5 [middle] + 0.5 [short] + q_i + noise_std * N(0, 1)
     z_like   = like_bias + like_author_weight * [a favourite and c == main(a)]
-               + 0.5 L_u(c) + 0.4 [short] + q_i + noise_std * N(0, 1)
+               + 0.5 L_u(c) + 0.4 [short] + q_i + e_u + noise_std * N(0, 1)
     finish_prob = click_prob * sigmoid(z_finish);  like_prob = click_prob * sigmoid(z_like)
 
 ``finish`` and ``like`` happen only after a click (``finish = click * Bernoulli(sigmoid(z_finish))``,
@@ -293,7 +293,12 @@ class SyntheticConfig:
             ``long_weight * (1 + mood_taste_weight * s) * L_u(c)``: lean back, the user follows the long-term
             taste; browsing, much less. ``s = 0`` for a request outside a session.
         item_quality_std: std of the hidden per-item quality (also in finish and like).
-        user_bias_std: std of the per-user click bias.
+        user_bias_std: std of the per-user click bias (it never shows in the history).
+        enthusiasm_std: std of a per-user enthusiasm ``e_u`` (0: off; its own stream, so switching it on
+            moves no other draw). Real users differ in how much they like things, and it shows in their
+            history: ``e_u`` is added to the click and like logits of their impressions and
+            ``0.1 * e_u`` to the like probability of their behaviours, so a history with many likes tells
+            a user who clicks and likes much (a signal that separates users, and ranks no user's items).
         noise_std: std of the per-impression logit noise (in the oracle, not in the inputs).
         finish_bias / duration_weight: finish-given-click intercept and weight of ``-log(duration/20)``.
         like_bias / like_author_weight: like-given-click intercept and favourite-author bonus.
@@ -352,6 +357,7 @@ class SyntheticConfig:
     mood_taste_weight: float = 0.0
     item_quality_std: float = 0.3
     user_bias_std: float = 0.4
+    enthusiasm_std: float = 0.0
     noise_std: float = 0.5
     # finish and like (given a click)
     finish_bias: float = 0.0
@@ -434,7 +440,7 @@ def _check_config(cfg: SyntheticConfig) -> None:
     for name in ["behaviours_per_day", "session_length", "middle_period_days", "burst_hours"]:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be > 0")
-    for name in ["activity_sigma", "item_zipf", "item_quality_std", "user_bias_std", "noise_std",
+    for name in ["activity_sigma", "item_zipf", "item_quality_std", "user_bias_std", "enthusiasm_std", "noise_std",
                  "mood_finish_weight", "mood_taste_weight"]:
         if getattr(cfg, name) < 0:
             raise ValueError(f"SyntheticConfig.{name} = {getattr(cfg, name)}; it must be >= 0")
@@ -692,6 +698,7 @@ class _Users:
     bias: np.ndarray
     phase: np.ndarray  # seconds, middle-period phase
     niche: np.ndarray  # ν_u ~ N(0, 1), taste for the long tail (own stream: the other draws do not move)
+    enthusiasm: np.ndarray  # e_u ~ N(0, enthusiasm_std): likes much or little, in labels and history (own stream)
 
 
 def _build_users(cfg: SyntheticConfig) -> _Users:
@@ -713,7 +720,9 @@ def _build_users(cfg: SyntheticConfig) -> _Users:
     bias = rng.normal(0.0, cfg.user_bias_std, size=U)
     phase = rng.random(U) * cfg.middle_period_days * _DAY
     niche = np.random.default_rng([cfg.seed, 3]).standard_normal(U)
-    return _Users(rate, start, impressions, region.astype(np.int64), device.astype(np.int64), bias, phase, niche)
+    enthusiasm = np.random.default_rng([cfg.seed, 6]).normal(0.0, cfg.enthusiasm_std, size=U)
+    return _Users(rate, start, impressions, region.astype(np.int64), device.astype(np.int64), bias, phase, niche,
+                  enthusiasm)
 
 
 @dataclass(frozen=True)
@@ -921,6 +930,7 @@ def _build_timeline(rng: np.random.Generator, cfg: SyntheticConfig, world: _Worl
         source, item = _session_topics(topic_rng, cfg, world, session, source, item)
     matches = _match(world, interests, user, period, block, item, in_burst)
     lean = cfg.niche_like_weight * users.niche[ids][user] * -world.item_pop_score[item]
+    lean = lean + 0.1 * users.enthusiasm[ids][user]
     mood = np.zeros(t.shape[0])
     if (cfg.mood_finish_weight > 0 or cfg.mood_taste_weight > 0) and t.shape[0]:
         mood = np.where(mood_rng.random(int(session.max()) + 1) < 0.5, 1.0, -1.0)[session]
@@ -980,7 +990,8 @@ def _request_mood(tl: _Timeline, t: np.ndarray, last: np.ndarray, n_before: np.n
 
 
 def _labels(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, m: _Matches, item: np.ndarray,
-            bias: np.ndarray, region_match: np.ndarray, niche: np.ndarray, mood: np.ndarray) -> Dict[str, np.ndarray]:
+            bias: np.ndarray, region_match: np.ndarray, niche: np.ndarray, mood: np.ndarray,
+            enthusiasm: np.ndarray) -> Dict[str, np.ndarray]:
     """Computes the planted logits, the true probabilities, the labels and the stay time."""
     rows = item.shape[0]
     q = world.item_quality[item]
@@ -990,11 +1001,11 @@ def _labels(rng: np.random.Generator, cfg: SyntheticConfig, world: _World, m: _M
                + cfg.author_weight * m.fav_on + cfg.off_category_author_weight * m.fav_off
                + cfg.region_weight * region_match + cfg.popularity_weight * world.item_pop_score[item]
                + cfg.niche_weight * niche * -world.item_pop_score[item]
-               + q + cfg.noise_std * rng.standard_normal(rows))
+               + q + enthusiasm + cfg.noise_std * rng.standard_normal(rows))
     duration = world.item_duration[item].astype(np.float64)
     z_finish = (cfg.finish_bias - cfg.duration_weight * np.log(duration / 20.0) + 0.5 * m.long
                 + 0.5 * m.middle + 0.5 * m.short + q + cfg.noise_std * rng.standard_normal(rows))
-    z_like = (cfg.like_bias + cfg.like_author_weight * m.fav_on + 0.5 * m.long + 0.4 * m.short + q
+    z_like = (cfg.like_bias + cfg.like_author_weight * m.fav_on + 0.5 * m.long + 0.4 * m.short + q + enthusiasm
               + cfg.noise_std * rng.standard_normal(rows))
     p_click = 1.0 / (1.0 + np.exp(-z_click))
     p_finish_given = 1.0 / (1.0 + np.exp(-z_finish))
@@ -1038,7 +1049,7 @@ def _build_impressions(rng: np.random.Generator, cfg: SyntheticConfig, world: _W
     region_match = world.region_category[users.region[g]] == category
     last = first + n_before - 1  # the row's most recent behaviour (none when n_before == 0)
     labels = _labels(rng, cfg, world, matches, item, users.bias[g] + world.device_bias[users.device[g]],
-                     region_match, users.niche[g], _request_mood(tl, t, last, n_before))
+                     region_match, users.niche[g], _request_mood(tl, t, last, n_before), users.enthusiasm[g])
     columns = {
         "user_id": g + 1,
         "item_id": item,

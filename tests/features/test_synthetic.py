@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 from pathlib import Path
 from typing import List, Tuple
 
@@ -89,11 +88,6 @@ def small(tmp_path_factory) -> Tuple[GenerateSummary, pa.Table]:
 @pytest.fixture(scope="module")
 def signal(tmp_path_factory) -> Tuple[GenerateSummary, pa.Table]:
     return _write(SIGNAL, tmp_path_factory.mktemp("signal"))
-
-
-def test_module_examples_run() -> None:
-    result = doctest.testmod(synthetic)
-    assert result.attempted >= 3 and result.failed == 0
 
 
 def test_schema_is_the_input_contract(small) -> None:
@@ -443,3 +437,28 @@ def test_exact_auc_matches_sklearn_with_ties() -> None:
 def test_config_errors_name_the_field(changes, message) -> None:
     with pytest.raises(ValueError, match=message):
         SyntheticConfig(**changes)
+
+
+def test_enthusiastic_users_like_more_and_it_shows_in_their_history(tmp_path: Path) -> None:
+    base = dict(rows=6000, users=300, items=800, authors=100, max_history=64)
+    plain = generate(SyntheticConfig(**base), tmp_path / "plain")
+    keen = generate(SyntheticConfig(**base, enthusiasm_std=1.0), tmp_path / "keen")
+    off = pq.read_table(tmp_path / "plain").to_pydict()
+    on = pq.read_table(tmp_path / "keen").to_pydict()
+    assert on["item_id"] == off["item_id"] and on["hist_item_id"] == off["hist_item_id"]  # only labels, actions move
+    assert plain.rows == keen.rows
+
+    def per_user(t):  # type: ignore[no-untyped-def]
+        users = sorted(set(t["user_id"]))
+        like_share = {u: [] for u in users}
+        click = {u: [] for u in users}
+        for u, acts, c in zip(t["user_id"], t["hist_action"], t["click"]):
+            like_share[u] += [a == 3 for a in acts]
+            click[u].append(c)
+        keep = [u for u in users if len(like_share[u]) >= 50 and len(click[u]) >= 10]
+        return np.array([np.mean(like_share[u]) for u in keep]), np.array([np.mean(click[u]) for u in keep])
+
+    shares_on, clicks_on = per_user(on)
+    shares_off, clicks_off = per_user(off)
+    # with enthusiasm, a user's share of likes in the history predicts the user's click rate
+    assert np.corrcoef(shares_on, clicks_on)[0, 1] > np.corrcoef(shares_off, clicks_off)[0, 1] + 0.2
