@@ -39,6 +39,7 @@ from pyramid_mixer.features.schema import (
     validate_schema,
 )
 from pyramid_mixer.features.spec import FeatureSpec, default_spec  # noqa: F401  (default_spec: docstring)
+from pyramid_mixer.features.splits import HistoryCutoff
 from pyramid_mixer.features.tokens import PyramidLayout
 
 BAD_ROW_ACTIONS = ("reject", "fail")
@@ -169,6 +170,8 @@ class ReadOptions:
             unreadable files are skipped (when the reader lists the files itself).
         next_item: next-item mode: each batch is a ``NextItemBatch`` carrying these candidates (None: CTR
             batches).
+        history_cutoff: rows whose history is cut at a time (``features.splits.HistoryCutoff``; the per-user
+            split's held-out rows with ``data.freeze_history``); None: every row's history as logged.
 
     Example::
 
@@ -185,6 +188,7 @@ class ReadOptions:
     world_size: int = 1
     bad_rows: BadRowPolicy = BadRowPolicy()
     next_item: Optional[NextItemInputs] = field(default=None, compare=False)
+    history_cutoff: Optional[HistoryCutoff] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
@@ -259,6 +263,8 @@ class ParquetReader:
             self.stats.rejected.update(check.rejected)
             if not check.ok.all():
                 table = table.filter(pa.array(check.ok))
+            if self.options.history_cutoff is not None:
+                table = self.options.history_cutoff.apply(table, self.spec)
             lengths = pc.list_value_length(table.column(time_column))
             self.stats.truncated += pc.sum(pc.greater(lengths, cap)).as_py() or 0
             yield table

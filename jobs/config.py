@@ -66,6 +66,10 @@ class DataConfig:
             ``leave_one_out`` (each user's last events are held out; needs the spec's ``events_after`` column).
         user_test / user_valid: ``split: per_user``: each user's rows held out as the test / valid set: a share
             in (0, 1) of the user's rows, rounded up, or a whole count >= 1 (``user_valid: 0``: no valid set).
+        freeze_history: ``split: per_user``: score each held-out row with the history its user had when the
+            row's window (valid or test) began, as a feed ranks one request's candidates. As logged (false),
+            a held-out row's history holds the labels of the user's earlier held-out rows, and UAUC then marks
+            down every model that reads recent feedback (``features.splits``).
     """
 
     path: str = "data/douyin"
@@ -75,6 +79,7 @@ class DataConfig:
     valid_days: float = 0.0
     user_test: float = 0.1
     user_valid: float = 0.1
+    freeze_history: bool = False
     on_bad_rows: str = "reject"  # reject: skip and count by reason; fail: stop at the first bad row
     max_bad_fraction: float = 0.1  # reject: a pass with a larger rejected share of its rows fails
     on_bad_files: str = "fail"  # fail: an unreadable Parquet file is an error; skip: left out and counted
@@ -90,6 +95,9 @@ class DataConfig:
                 raise ConfigError(str(e)) from None
         if self.user_test == 0:
             raise ConfigError("data.user_test=0: the per-user split needs a test set (a share in (0, 1) or a count)")
+        if self.freeze_history and self.split != "per_user":
+            raise ConfigError(f"data.freeze_history=true freezes the held-out rows' histories of data.split=per_user; "
+                              f"data.split is {self.split!r}: set data.split=per_user or leave freeze_history false")
         if self.prefetch < 0:
             raise ConfigError(f"data.prefetch={self.prefetch}: batches read ahead must be >= 0 (0: none)")
         try:

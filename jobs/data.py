@@ -15,7 +15,7 @@ from pyramid_mixer.features.files import Files, resolve_files
 from pyramid_mixer.features.next_item import NextItemInputs
 from pyramid_mixer.features.reader import BadRowPolicy, ParquetReader, ReadOptions, time_split
 from pyramid_mixer.features.spec import FeatureSpec
-from pyramid_mixer.features.splits import per_user_split
+from pyramid_mixer.features.splits import HistoryCutoff, history_cutoffs, per_user_split
 from pyramid_mixer.features.tokens import PyramidLayout
 from pyramid_mixer.jobs.config import DataConfig, JobConfig
 
@@ -26,6 +26,7 @@ class Source:
 
     ``shared``: the paths' ``Files`` resolved once for every split of a job (``sources`` sets it), so that
     the splits, their readers and their row counts list the files and read each footer once.
+    ``history_cutoff``: the split's rows read with their history cut at a time (``data.freeze_history``).
     """
 
     paths: Tuple[str, ...]
@@ -33,6 +34,7 @@ class Source:
     description: str
     bad_rows: BadRowPolicy = BadRowPolicy()
     shared: Optional[Files] = dataclasses.field(default=None, compare=False, repr=False)
+    history_cutoff: Optional[HistoryCutoff] = dataclasses.field(default=None, compare=False, repr=False)
 
     def files(self) -> Files:
         """The source's Parquet files (unreadable ones left out when the policy skips them)."""
@@ -42,7 +44,8 @@ class Source:
 
     def reader(self, spec: FeatureSpec, layout: PyramidLayout, options: ReadOptions) -> ParquetReader:
         """A reader of this split: ``options`` with the split's row filter and bad-row policy."""
-        options = dataclasses.replace(options, row_filter=self.row_filter, bad_rows=self.bad_rows)
+        options = dataclasses.replace(options, row_filter=self.row_filter, bad_rows=self.bad_rows,
+                                      history_cutoff=self.history_cutoff)
         return ParquetReader(self.files(), spec, layout, options)
 
 
@@ -108,18 +111,22 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
 
 def per_user(data: DataConfig, spec: FeatureSpec) -> Tuple[Dict[str, Source], Files]:
     """Each user's latest ``data.user_test`` rows are the eval (test) set, the ``data.user_valid`` before them
-    the valid set (when not 0), the rest train (``features.splits``)."""
+    the valid set (when not 0), the rest train (``features.splits``). With ``data.freeze_history`` the held-out
+    rows read the history their user had when their window began."""
     files = resolve_files([data.path], data.bad_row_policy().skip_bad_files)
     split = per_user_split(files, spec, data.user_valid, data.user_test)
     train, valid, test = split.filters(spec.request_id)
+    valid_cut, test_cut = history_cutoffs(files, spec, split) if data.freeze_history else (None, None)
+    frozen = ", history as of the window's start" if data.freeze_history else ""
     c, where = split.counts, f"{data.path}: per user ({split.users:,} users) by {spec.request_time}"
     out = {
         "train": Source((data.path,), train, f"{where}, all but the latest rows ({c['train']:,} rows)"),
-        "eval": Source((data.path,), test, f"{where}, the latest {data.user_test:g} ({c['test']:,} rows)"),
+        "eval": Source((data.path,), test, f"{where}, the latest {data.user_test:g} ({c['test']:,} rows){frozen}",
+                       history_cutoff=test_cut),
     }
     if data.user_valid > 0:
         out["valid"] = Source((data.path,), valid, f"{where}, the {data.user_valid:g} before the test rows "
-                                                   f"({c['valid']:,} rows)")
+                                                   f"({c['valid']:,} rows){frozen}", history_cutoff=valid_cut)
     return out, files
 
 
