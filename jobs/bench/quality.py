@@ -4,8 +4,9 @@
 
 For each dataset (the planted synthetic logs, MovieLens-100k converted from RecBole's files) and each
 variant (the Pyramid Mixer, its ablations, the baseline towers): every search candidate trains once with
-the first seed and is scored on the valid split (the days before the test days, unseen in training); the
-candidate with the best valid click AUC trains with the other seeds too. The report gives test AUC,
+the first seed and is scored on the valid split (unseen in training: the days before the test days, or
+each user's rows before the test rows); the candidate with the best valid ``select`` metric (the packaged
+config: click AUC+UAUC, the mean of both) trains with the other seeds too. The report gives test AUC,
 UAUC and GAUC per label as mean ± std over the seeds, parameters and train time, and writes
 ``out_dir/quality.{json,md,png}``. Every variant gets the same candidates: no tower is tuned more than
 another. Trials run ``workers`` at a time, one process each; finished trials are cached in ``work_dir``,
@@ -174,7 +175,8 @@ def run_trial(trial: Trial) -> Dict[str, Any]:
     return {
         "dataset": trial.dataset, "variant": trial.variant, "candidate": trial.candidate, "seed": trial.seed,
         "overrides": list(trial.overrides), "parameters": result.num_parameters,
-        "train_seconds": result.seconds, "rows_trained": result.rows_trained, "splits": splits,
+        "train_seconds": result.seconds, "rows_trained": result.rows_trained, "epochs": result.epochs,
+        "splits": splits,
         "selected": result.selection.get("best_at"),
     }
 

@@ -64,7 +64,9 @@ def dataset_facts(final: List[Dict[str, Any]], ds: str) -> Dict[str, Any]:
     return {
         "test_rows": test["rows"]["rows_used"],
         "valid_rows": r["splits"]["valid"]["rows"]["rows_used"],
-        "train_rows": r["rows_trained"],
+        # one pass over the train split (records from before "epochs" was kept: every epoch's rows)
+        "train_rows": r["rows_trained"] // r.get("epochs", 1),
+        "train_rows_are_passes": "epochs" not in r,
         "oracle_auc": {lab: m["oracle_auc"] for lab, m in test["labels"].items() if m["oracle_auc"] is not None},
         "popularity_auc": test["popularity_auc"],
     }
@@ -119,7 +121,9 @@ def markdown(data: Dict[str, Any]) -> str:
         facts = data["datasets"][ds]
         oracle = facts["oracle_auc"]
         lines += ["", f"## {ds}", "",
-                  f"Seeds {facts['seeds']}. Train {facts['train_rows']:,} rows, valid {facts['valid_rows']:,}, "
+                  f"Seeds {facts['seeds']}. "
+                  + ("Rows trained (every epoch of the first trial)" if facts.get("train_rows_are_passes")
+                     else "Train") + f" {facts['train_rows']:,} rows, valid {facts['valid_rows']:,}, "
                   f"test {facts['test_rows']:,}. "
                   + ("Oracle AUC (true probabilities): "
                      + ", ".join(f"{k} {v:.4f}" for k, v in oracle.items()) + ". " if oracle else "")
