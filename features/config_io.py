@@ -1,7 +1,8 @@
 """Strict YAML -> frozen dataclass loading, shared by the feature spec and the job configs.
 
 An unknown or mistyped key is an error that names the key, where it sits and the file, so that a typo in a
-config never silently falls back to a default. YAML is read with ``yaml.safe_load`` only.
+config never silently falls back to a default. YAML is read with the safe loader only; a key given twice
+is an error too (YAML itself would keep the last).
 
 Example::
 
@@ -32,13 +33,41 @@ class ConfigError(ValueError):
     """A config or spec file that cannot be used as written; the message says where and what to do."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        seen: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one "
+                                  f"mapping (first on line {seen[key]}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML ``text`` with the strict safe loader; a syntax error or a repeated key is a ``ConfigError``
+    naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML{at} ({why})") from None
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
-    """Reads a YAML mapping with the safe loader; a missing file or a non-mapping is a ``ConfigError``."""
+    """Reads a YAML mapping with the safe loader; a missing file, a syntax error, a key given twice or a
+    non-mapping is a ``ConfigError``."""
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
-    with p.open() as f:
-        data = yaml.safe_load(f)
+    data = parse_yaml(p.read_text(), str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -141,7 +170,7 @@ def apply_overrides(data: Dict[str, Any], overrides: List[str]) -> Dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_yaml(raw, f"override {item!r}")
     return out
 
 

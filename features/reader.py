@@ -113,7 +113,9 @@ class ReadStats:
 
 def time_split(files: Files, spec: FeatureSpec, eval_days: float) -> Tuple[pc.Expression, pc.Expression, int]:
     """(train filter, eval filter, cutoff): eval = requests in the last ``eval_days`` before the latest one.
-    ``files``: the listing the splits will read (``resolve_files``), so that its footers are read once."""
+    ``files``: the listing the splits will read (``resolve_files``), so that its footers are read once. Rows
+    with a null request time go to train, where the reader rejects and counts them: none leaves the
+    accounting."""
     latest = None
     for rb in files.dataset().to_batches(columns=[spec.request_time]):
         m = pc.max(rb.column(0)).as_py()
@@ -123,7 +125,7 @@ def time_split(files: Files, spec: FeatureSpec, eval_days: float) -> Tuple[pc.Ex
         raise DataError(f"{files}: no rows with a request time; cannot split by time")
     cutoff = int(latest - eval_days * 86400)
     t = pc.field(spec.request_time)
-    return t <= cutoff, t > cutoff, cutoff
+    return (t <= cutoff) | t.is_null(), t > cutoff, cutoff
 
 
 def share(dataset: ds.Dataset, rank: int, world_size: int) -> List[ds.ParquetFileFragment]:

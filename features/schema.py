@@ -33,6 +33,7 @@ Check = Callable[[pa.DataType], bool]
 REJECT_REASONS: Tuple[Tuple[str, str], ...] = (
     ("null {column}", "a null in a column the spec reads (a null list, for list columns)"),
     ("non-finite label", "a label that is NaN or infinite"),
+    ("label not 0 or 1", "a label other than 0 and 1 (the loss and the AUCs are for binary labels)"),
     ("non-finite dense", "a dense feature that is NaN or infinite"),
     ("negative id {column}", "a negative id in a column the spec hashes by ``modulo``"),
     ("null in {column}", "a null inside a list column (a multi-valued feature or a history field)"),
@@ -41,8 +42,13 @@ REJECT_REASONS: Tuple[Tuple[str, str], ...] = (
 )
 
 
+def _is_id(t: pa.DataType) -> bool:
+    """An integer type whose every value fits int64 (uint64 does not: ids from 2^63 would wrap)."""
+    return pa.types.is_integer(t) and not pa.types.is_uint64(t)
+
+
 def _is_int_list(t: pa.DataType) -> bool:
-    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_integer(t.value_type)
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_id(t.value_type)
 
 
 def _is_number(t: pa.DataType) -> bool:
@@ -56,16 +62,16 @@ def _is_label(t: pa.DataType) -> bool:
 def expected_columns(spec: FeatureSpec) -> List[Tuple[str, Check, str, str]]:
     """(column, type check, expected type in words, spec entry) for every column the spec reads."""
     cols: List[Tuple[str, Check, str, str]] = [
-        (spec.request_id, pa.types.is_integer, "int64", "request_id"),
-        (spec.user_id, pa.types.is_integer, "int64", "user_id"),
-        (spec.request_time, pa.types.is_integer, "int64 (unix seconds)", "request_time"),
-        (spec.group_key, pa.types.is_integer, "int64", "group_key"),
+        (spec.request_id, _is_id, "int64", "request_id"),
+        (spec.user_id, _is_id, "int64", "user_id"),
+        (spec.request_time, _is_id, "int64 (unix seconds)", "request_time"),
+        (spec.group_key, _is_id, "int64", "group_key"),
     ]
     for f in spec.sparse:
         if f.multi_valued:
             cols.append((f.column, _is_int_list, "list<int64>", f"sparse.{f.name}"))
         else:
-            cols.append((f.column, pa.types.is_integer, "int64", f"sparse.{f.name}"))
+            cols.append((f.column, _is_id, "int64", f"sparse.{f.name}"))
     for d in spec.dense:
         cols.append((d.column, _is_number, "float32", f"dense.{d.column}"))
     for label in spec.labels:
@@ -103,9 +109,13 @@ def validate_schema(schema: pa.Schema, spec: FeatureSpec, path: str) -> None:
             )
         found = schema.field(column).type
         if not check(found):
+            unsigned = "uint64" in type_name(found)
             raise SchemaError(
                 f"{path}: column {column!r} is {type_name(found)}, expected {expected} "
                 f"(see feature spec '{entry}' in {spec.source})"
+                + ("; ids from 2^63 do not fit: write the column as int64 (e.g. pyarrow.compute.cast(column, "
+                   "pa.int64(), safe=False) keeps every id distinct; give the feature hashing: hash)"
+                   if unsigned else "")
             )
 
 
@@ -159,6 +169,7 @@ def check_rows(table: pa.Table, spec: FeatureSpec) -> RowCheck:
     for label in spec.labels:
         v = table.column(label.column).to_numpy(zero_copy_only=False).astype(np.float64)
         reject("non-finite label", ~np.isfinite(v))
+        reject("label not 0 or 1", (v != 0) & (v != 1))
     for d in spec.dense:
         v = table.column(d.column).to_numpy(zero_copy_only=False).astype(np.float64)
         reject("non-finite dense", ~np.isfinite(v))

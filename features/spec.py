@@ -231,6 +231,14 @@ def validate_spec(spec: FeatureSpec) -> None:
             )
     if not spec.labels:
         raise ConfigError(f"{where}: at least one label is required")
+    label_names = [lab.name for lab in spec.labels]
+    twice = sorted({n for n in label_names if label_names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{where}: label names must be unique, and {twice} is given more than once; each "
+                          "label is scored and reported under its name")
+    if spec.sequence.max_length < 1:
+        raise ConfigError(f"{where}: sequence.max_length={spec.sequence.max_length}: the history cap must be >= 1 "
+                          "(the behaviours kept per row)")
     if not spec.sequence.fields:
         raise ConfigError(f"{where}: the sequence needs at least one id field")
     if spec.sequence.time_gap_table not in tables:

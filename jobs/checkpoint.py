@@ -5,7 +5,10 @@ A checkpoint is a directory ``run_dir/checkpoints/epoch-{n}`` (after ``n`` compl
 when every rank has finished (then a ``MANIFEST.json`` is written last), so a directory without a manifest
 is never loaded. The manifest lists every file with its size and SHA-1; ``latest`` returns the newest
 checkpoint that matches its manifest and warns about each newer one that does not (partial, truncated or
-corrupt), so a resume falls back to the previous good checkpoint. DCP reads no pickled code.
+corrupt), so a resume falls back to the previous good checkpoint. The manifest guards against accidents,
+not against whoever hands over a checkpoint (they bring its manifest too): what keeps a crafted checkpoint
+from running code is ``jobs.safe_checkpoint``, which reads DCP's pickled metadata and values without
+building anything but plain data.
 
 What a resume needs besides the weights and optimizer states (the learning-rate schedule's position is
 part of the optimizer state): the data position is the epoch and the steps into it (epoch ``e`` reads in
@@ -17,6 +20,7 @@ after the model is built today (no dropout), so the RNG state is there for the p
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -29,10 +33,14 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.optim import Optimizer
+
+from pyramid_mixer.jobs.safe_checkpoint import CheckpointError, read_state
 
 MANIFEST = "MANIFEST.json"
 BEST = "best"  # the model best-epoch selection chose (jobs.selection)
+LOW_SPACE = 64 << 20  # bytes free below which a failed write is taken for a full disk
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +100,15 @@ def _write(final: Path, state: Dict[str, Any], meta: Dict[str, Any]) -> Path:
         tmp.mkdir(parents=True)
     if dist.is_initialized():
         dist.barrier()
-    dcp.save(state, checkpoint_id=str(tmp))
-    torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
+    try:
+        dcp.save(state, checkpoint_id=str(tmp))
+        torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint would only fill the disk further
+        if not isinstance(e, OSError) and shutil.disk_usage(final.parent).free < LOW_SPACE:
+            # torch's writers report a full disk as a bare position mismatch ("unexpected pos ...")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final.parent)) from e
+        raise
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
@@ -126,7 +141,14 @@ def problem(path: Path) -> Optional[str]:
         return f"no {MANIFEST} (the job stopped while writing it)"
     except (OSError, ValueError) as e:
         return f"{MANIFEST} is unreadable ({e})"
-    for name, want in manifest.get("files", {}).items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or ".metadata" not in files:
+        return f"{MANIFEST} lists no .metadata (not a checkpoint this project wrote)"
+    unlisted = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p.name != MANIFEST
+                      and p.name not in files)
+    if unlisted:
+        return f"{', '.join(unlisted)} not in its {MANIFEST}"
+    for name, want in files.items():
         f = Path(path) / name
         if not f.is_file():
             return f"{name} is missing"
@@ -148,21 +170,44 @@ def latest(run_dir: Path) -> Optional[Path]:
     return None
 
 
-def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) -> Dict[str, Any]:
-    """Loads model (and optimizer) state in place, resharding as needed; returns the manifest."""
-    manifest_path = Path(path) / MANIFEST
+def read_manifest(path: Path) -> Dict[str, Any]:
+    """The manifest of checkpoint ``path`` once every file matches it (``FileNotFoundError`` saying why
+    not otherwise)."""
     why = problem(path)
     if why is not None:
         raise FileNotFoundError(f"{path}: not a usable checkpoint: {why}; train first or pick another")
+    return json.loads((Path(path) / MANIFEST).read_text())
+
+
+def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) -> Dict[str, Any]:
+    """Loads model (and optimizer) state in place, resharding as needed; returns the manifest.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not match its manifest.
+        CheckpointError: it holds more than plain data, or tensors that do not fit ``model`` (another spec or
+            widths).
+    """
+    manifest = read_manifest(path)
     state: Dict[str, Any] = {"model": model.state_dict()}
     if optimizer is not None:
         state["optim"] = optimizer.state_dict()
-    dcp.load(state, checkpoint_id=str(path))
+    try:
+        read_state(state, Path(path))
+    except CheckpointException as e:  # a key or a shape the model does not have
+        raise CheckpointError(f"{path}: does not fit this model ({_first_failure(e)}); it was trained with "
+                              "another spec or other widths: load it with the config it was trained with") from None
     model.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optim"])
-    manifest = json.loads(manifest_path.read_text())
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if manifest.get("world_size") == world and (Path(path) / f"rng-{rank}.pt").is_file():
         torch.set_rng_state(torch.load(Path(path) / f"rng-{rank}.pt", weights_only=True))
     return manifest
+
+
+def _first_failure(e: CheckpointException) -> str:
+    """The first rank's exception of a DCP failure, in one line."""
+    for failure in e.failures.values():
+        cause = failure[0] if isinstance(failure, tuple) else failure
+        return " ".join(str(cause).split())[:300] or type(cause).__name__
+    return "no detail"

@@ -98,6 +98,9 @@ class DataConfig:
         if self.freeze_history and self.split != "per_user":
             raise ConfigError(f"data.freeze_history=true freezes the held-out rows' histories of data.split=per_user; "
                               f"data.split is {self.split!r}: set data.split=per_user or leave freeze_history false")
+        if not self.valid_days >= 0 or not self.eval_days > 0:
+            raise ConfigError(f"data.eval_days={self.eval_days:g} must be > 0 and data.valid_days="
+                              f"{self.valid_days:g} >= 0")
         if self.prefetch < 0:
             raise ConfigError(f"data.prefetch={self.prefetch}: batches read ahead must be >= 0 (0: none)")
         try:
@@ -218,8 +221,15 @@ class TrainConfig:
     group_rows: int = 1
 
     def __post_init__(self) -> None:
-        if self.group_rows < 1:
-            raise ConfigError(f"train.group_rows={self.group_rows}: must be >= 1 (1: rows shuffled singly)")
+        at_least("train", self, {"epochs": (1, "train at least one epoch"), "batch_size": (1, "rows per step"),
+                                 "shuffle_rows": (0, "0: file order"), "threads": (0, "0: torch's default"),
+                                 "max_steps": (0, "0: no limit"), "checkpoint_every": (0, "0: epoch ends only"),
+                                 "group_rows": (1, "1: rows shuffled singly")})
+        for name in ("dense_lr", "sparse_lr"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ConfigError(f"train.{name}={value}: a learning rate must be a number >= 0 (0: those "
+                                  "weights stay as initialised)")
     select: SelectConfig = field(default_factory=SelectConfig)  # best-epoch selection on the valid split
 
 
@@ -234,6 +244,7 @@ class EvalConfig:
     sampled_negatives: int = 100  # next-item mode: negatives of the sampled protocols (uniform, popularity)
 
     def __post_init__(self) -> None:
+        at_least("eval", self, {"batch_size": (1, "rows per scoring step")})
         unknown = [s for s in self.splits if s not in ("eval", "valid")]
         if unknown or not self.splits:
             raise ConfigError(f"eval.splits={list(self.splits)}: use one or both of eval, valid")
@@ -262,6 +273,15 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     source: str = field(default="<defaults>", compare=False)
+
+
+def at_least(section: str, obj: Any, minimums: Dict[str, Tuple[int, str]]) -> None:
+    """A ``ConfigError`` for the first field of ``obj`` below its minimum, naming it and what its values
+    mean."""
+    for name, (low, meaning) in minimums.items():
+        value = getattr(obj, name)
+        if value < low:
+            raise ConfigError(f"{section}.{name}={value}: must be >= {low} ({meaning})")
 
 
 def default_config_path() -> Path:

@@ -37,7 +37,7 @@ from typing import List, Optional
 
 from pyramid_mixer.features.datasets.conversion import ConvertSummary
 from pyramid_mixer.features.datasets.registry import DATASETS, convert, spec_path
-from pyramid_mixer.jobs.cli import reads_writes, run_main, setup_logging
+from pyramid_mixer.jobs.cli import DEBUG_HELP, job_main, reads_writes, setup_logging
 
 MAX_HISTORY_HELP = "keep at most N most recent behaviours per history (default: %(default)s)"
 K_CORE_HELP = ("keep only users and items with at least K events, dropping them repeatedly until stable "
@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--max-history", type=int, default=256, metavar="N", help=MAX_HISTORY_HELP)
         if d.k_core:
             s.add_argument("--k-core", type=int, default=0, metavar="K", help=K_CORE_HELP)
+        s.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return p
 
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> ConvertSummary:
                    say=lambda line: print(line, flush=True))
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     args = parser().parse_args(argv)
     setup_logging()
@@ -93,4 +95,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

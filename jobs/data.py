@@ -89,9 +89,6 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.split == "per_user":
         out, files = per_user(data, spec)
         return _with_policy(out, data, files)
-    if data.valid_days < 0 or data.eval_days <= 0:
-        raise ConfigError(f"data.eval_days={data.eval_days:g} must be > 0 and data.valid_days="
-                          f"{data.valid_days:g} >= 0")
     files = resolve_files([data.path], data.bad_row_policy().skip_bad_files)  # listed once for every split
     train_filter, eval_filter, cutoff = time_split(files, spec, data.eval_days)
     out = {
@@ -102,7 +99,8 @@ def sources(data: DataConfig, spec: FeatureSpec) -> Dict[str, Source]:
     if data.valid_days > 0:
         start = int(cutoff - data.valid_days * 86400)
         t = pc.field(spec.request_time)
-        out["train"] = Source((data.path,), t <= start, f"{data.path}: {spec.request_time} <= {start}")
+        out["train"] = Source((data.path,), (t <= start) | t.is_null(),
+                              f"{data.path}: {spec.request_time} <= {start}")
         out["valid"] = Source((data.path,), (t > start) & (t <= cutoff),
                               f"{data.path}: {start} < {spec.request_time} <= {cutoff} "
                               f"({data.valid_days:g} day(s) before the eval set)")
@@ -145,7 +143,10 @@ def leave_one_out(data: DataConfig, spec: FeatureSpec) -> Tuple[Dict[str, Source
                           f"(the spec's events_after); its columns: {schema.names}")
     after = pc.field(column)
     return {
-        "train": Source((data.path,), after >= 2, f"{data.path}: every user's events but the last two"),
+        # rows whose events_after is null or negative (no place in the user's sequence) train: none leaves the
+        # accounting
+        "train": Source((data.path,), (after >= 2) | (after < 0) | after.is_null(),
+                        f"{data.path}: every user's events but the last two"),
         "valid": Source((data.path,), after == 1, f"{data.path}: every user's second-to-last event"),
         "eval": Source((data.path,), after == 0, f"{data.path}: every user's last event (leave-one-out)"),
     }, files

@@ -29,9 +29,9 @@ from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
-from pyramid_mixer.jobs import checkpoint
+from pyramid_mixer.jobs import checkpoint, run_record
 from pyramid_mixer.jobs.build import build
-from pyramid_mixer.jobs.cli import config_from, parser, run_main, setup_logging
+from pyramid_mixer.jobs.cli import config_from, job_main, parser, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import from_main, gather_arrays, lockstep, sum_over_ranks, sum_stats
@@ -144,8 +144,10 @@ def write_predictions(preds: Predictions, spec: FeatureSpec, path: Path) -> None
 
 def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
              split: str = "eval", srcs: Optional[Dict[str, Source]] = None,
-             next_item: Optional[NextItemInputs] = None, write_files: bool = True) -> Union[EvalReport, NextItemReport]:
-    """Scores ``split`` and writes ``run_dir/{split}.{json,md,png}``; returns the report (on every rank).
+             next_item: Optional[NextItemInputs] = None, write_files: bool = True,
+             out_dir: Optional[Path] = None) -> Union[EvalReport, NextItemReport]:
+    """Scores ``split`` and writes ``{split}.{json,md,png}`` to ``out_dir`` (default ``run_dir``); returns
+    the report (on every rank).
     ``write_files=False`` (the valid scores of best-epoch selection): no files and no popularity baseline.
     ``srcs``: the job's ``sources`` when the caller has them (their files are listed and opened once).
     In next-item mode the report is ``next_item_eval``'s (``next_item``: the catalogue, when the caller has it).
@@ -155,7 +157,7 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
         raise ConfigError(f"split {split!r} needs data.valid_days > 0 (a split by time) or data.valid and "
                           "data.test (explicit paths) in the config")
     if config.model.task == "next_item":
-        return evaluate_next_item(config, dmp, spec, env, split, srcs, next_item, write_files)
+        return evaluate_next_item(config, dmp, spec, env, split, srcs, next_item, write_files, out_dir)
     reader = srcs[split].reader(spec, config.model.effective_layout(), read_options(config, env, training=False))
     preds = predict(dmp, reader, env, config.data.prefetch)
     rows = sum_stats(reader.stats, env)
@@ -165,10 +167,11 @@ def evaluate(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec
         report.extra["source"] = srcs[split].description
         if write_files:
             report.popularity_auc = popularity_auc(srcs["train"], srcs[split], spec)
-            run_dir = Path(config.run_dir)
-            paths = write(report, run_dir, split)
+            out = Path(out_dir) if out_dir is not None else Path(config.run_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            paths = write(report, out, split)
             if config.eval.predictions:
-                write_predictions(preds, spec, run_dir / "predictions.parquet")
+                write_predictions(preds, spec, out / "predictions.parquet")
             log.info("report: %s", ", ".join(str(p) for p in paths.values()))
     return from_main(report, env)
 
@@ -195,12 +198,13 @@ def summary_lines(report: Union[EvalReport, NextItemReport]) -> List[str]:
     return lines
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-eval", __doc__.strip().splitlines()[0],
                reads="a checkpoint (default: the one best-epoch selection chose, run_dir/checkpoints/best, else the "
                      "newest complete one under run_dir/checkpoints) and the split's Parquet rows",
-               writes="run_dir/<split>.{json,md,png} (AUC, UAUC, GAUC, logloss, calibration per label), and "
-                      "run_dir/predictions.parquet with eval.predictions=true")
+               writes="run_dir/evals/<checkpoint>/<split>.{json,md,png} (AUC, UAUC, GAUC, logloss, calibration "
+                      "per label; --out: elsewhere), and predictions.parquet there with eval.predictions=true")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint directory (default: run_dir/checkpoints/best, which train.select writes, "
                         "else the newest complete one under run_dir/checkpoints)")
@@ -208,21 +212,28 @@ def main(argv: Optional[List[str]] = None) -> None:
                    help="eval: data.test (or the last data.eval_days by time); valid: data.valid when "
                         "both data.valid and data.test are given (or the data.valid_days before the eval "
                         "days by time)")
+    p.add_argument("--out", default=None,
+                   help="the folder for the report (default: run_dir/evals/<checkpoint>, beside the training "
+                        "run's own report, never over it)")
     args = p.parse_args(argv)
     config = config_from(args)
     env = init_distributed()
     setup_logging(env.rank)
     spec = resolve_spec(config.data.spec)
-    built = build(config, spec, env)
     run_dir = Path(config.run_dir)
     path = Path(args.checkpoint) if args.checkpoint else checkpoint.best(run_dir) or checkpoint.latest(run_dir)
     if path is None:
         raise FileNotFoundError(f"{config.run_dir}/checkpoints: no complete checkpoint; run pmx-train first")
+    manifest = checkpoint.read_manifest(path)
+    trained_with = manifest.get("trained_with") or run_record.recorded(run_dir)
+    run_record.check(trained_with, run_record.record(config, spec), "eval", f"checkpoint {path}")
+    built = build(config, spec, env)
     checkpoint.load(path, built.dmp)
-    report = evaluate(config, built.dmp, spec, env, split=args.split)
+    out = Path(args.out) if args.out else run_dir / "evals" / Path(path).name
+    report = evaluate(config, built.dmp, spec, env, split=args.split, out_dir=out)
     if env.is_main:
-        print("\n".join([f"checkpoint {path}"] + summary_lines(report)))
+        print("\n".join([f"checkpoint {path}; report in {out}"] + summary_lines(report)))
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

@@ -122,9 +122,9 @@ def rank_rows(dmp: DistributedModelParallel, reader: ParquetReader, env: DistEnv
 
 def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: FeatureSpec, env: DistEnv,
                        split: str, srcs: Dict[str, Source], inputs: Optional[NextItemInputs] = None,
-                       write_files: bool = True) -> NextItemReport:
-    """Scores ``split`` and writes ``run_dir/{split}.{json,md}`` (unless ``write_files`` is False); returns the report
-    on every rank."""
+                       write_files: bool = True, out_dir: Optional[Path] = None) -> NextItemReport:
+    """Scores ``split`` and writes ``{split}.{json,md}`` to ``out_dir`` (default ``run_dir``; nothing when
+    ``write_files`` is False); returns the report on every rank."""
     inputs = inputs if inputs is not None else next_item_inputs(srcs, spec)
     options = dataclasses.replace(read_options(config, env, training=False),
                                   next_item=dataclasses.replace(inputs, negatives=0, seen=True))
@@ -144,7 +144,7 @@ def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: F
             extra={"source": srcs[split].description},
         )
         if write_files:
-            write_report(report, Path(config.run_dir), split)
+            write_report(report, Path(out_dir) if out_dir is not None else Path(config.run_dir), split)
     return from_main(report, env)
 
 

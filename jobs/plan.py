@@ -17,9 +17,10 @@ from pyramid_mixer.embeddings.planning import describe
 from pyramid_mixer.embeddings.tables import pooling_factors
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs.build import unsharded
-from pyramid_mixer.jobs.cli import config_from, parser, run_main
+from pyramid_mixer.jobs.cli import config_from, job_main, parser
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-plan", __doc__.strip().splitlines()[0],
                reads="the config's model and the feature spec's tables (no data, no training)",
@@ -35,6 +36,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = p.parse_args(argv)
     if args.world_size < 1:
         p.error("--world-size must be >= 1")
+    if args.local_world_size is not None and not 1 <= args.local_world_size <= args.world_size:
+        p.error("--local-world-size must be between 1 and --world-size")
+    if args.hbm_gb is not None and not args.hbm_gb > 0:
+        p.error("--hbm-gb must be > 0 (GiB of device memory per rank)")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
     config = config_from(args)
     spec = resolve_spec(config.data.spec)
     report = describe(
@@ -46,4 +53,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

@@ -28,7 +28,7 @@ from pyramid_mixer.features.schema import REJECT_REASONS, expected_columns
 from pyramid_mixer.features.spec import DENSE_TRANSFORMS, HASHINGS, FeatureSpec, default_spec
 from pyramid_mixer.jobs.bench.config import BenchConfig
 from pyramid_mixer.jobs.bench.speed_config import SpeedConfig
-from pyramid_mixer.jobs.cli import reads_writes
+from pyramid_mixer.jobs.cli import DEBUG_HELP, job_main, reads_writes
 from pyramid_mixer.jobs.config import JobConfig, ModelConfig
 from pyramid_mixer.jobs.field_docs import class_summary, field_descriptions
 
@@ -187,6 +187,7 @@ def write_references(out_dir: Path, check: bool = False) -> List[Path]:
     return stale
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         prog="pmx-docs", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -195,6 +196,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             reads="the package's config dataclasses (keys, types, defaults, docstrings) and the default spec",
             writes="OUT/config.md (every config key) and OUT/spec.md (spec keys, Parquet contract, bad rows)"))
     parser.add_argument("--out", default="docs", help="the folder to write to (default: docs)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 naming each reference that differs from the code")
     args = parser.parse_args(argv)

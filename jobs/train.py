@@ -12,7 +12,6 @@ TensorBoard (``run_dir/tensorboard``), then evaluates the held-out split and wri
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -27,12 +26,13 @@ from tqdm import tqdm
 
 from pyramid_mixer.embeddings.collisions import managed_tables
 from pyramid_mixer.embeddings.model_parallel import init_distributed
-from pyramid_mixer.features.config_io import ConfigError, to_dict
+from pyramid_mixer.features.config_io import ConfigError
 from pyramid_mixer.features.prefetch import prefetch
+from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import FeatureSpec, resolve_spec
-from pyramid_mixer.jobs import checkpoint
+from pyramid_mixer.jobs import checkpoint, run_record
 from pyramid_mixer.jobs.build import build
-from pyramid_mixer.jobs.cli import config_from, env_rank, parser, run_main, setup_logging
+from pyramid_mixer.jobs.cli import config_from, env_rank, job_main, parser, setup_logging
 from pyramid_mixer.jobs.config import JobConfig
 from pyramid_mixer.jobs.data import Source, read_options, sources
 from pyramid_mixer.jobs.distributed import sum_over_ranks, sum_stats
@@ -72,11 +72,19 @@ def train(config: JobConfig) -> TrainResult:
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     spec = resolve_spec(config.data.spec)
+    run_dir = Path(config.run_dir)
+    trained_with = run_record.record(config, spec)
+    run_record.check(run_record.recorded(run_dir), trained_with, "resume", str(run_dir))
     srcs = sources(config.data, spec)  # before building: a wrong path fails in a second
     src = srcs["train"]
+    if count_rows(src) == 0:
+        raise DataError(f"the train split has no rows ({src.description}): nothing to train on; check data.path "
+                        "and how much the split holds out (data.eval_days, data.user_test)")
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_record.write(run_dir, config, spec)
     built = build(config, spec, env)
     dmp, opt = built.dmp, built.optimizer
-    run_dir = Path(config.run_dir)
     result = TrainResult(epochs=0, steps=0, rows_trained=0, seconds=0.0, final_loss=float("nan"),
                          num_parameters=built.num_parameters)
     first_epoch, skip, done_rows = 1, 0, 0
@@ -97,8 +105,6 @@ def train(config: JobConfig) -> TrainResult:
     total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
         log.info("model: %s parameters; training on %s", f"{built.num_parameters:,}", src.description)
 
     result.rows_trained = done_rows
@@ -114,7 +120,8 @@ def train(config: JobConfig) -> TrainResult:
     def save(epochs_done: int, steps_in: int, epoch_rows: int) -> Path:
         """A checkpoint after ``epochs_done`` epochs and ``steps_in`` steps of the next; ``epoch_rows``: rows
         trained in the current pass, not yet in ``result.rows_trained``."""
-        meta = {"steps": result.steps, "rows": result.rows_trained + epoch_rows, "seed": config.train.seed}
+        meta = {"steps": result.steps, "rows": result.rows_trained + epoch_rows, "seed": config.train.seed,
+                "trained_with": trained_with}
         if steps_in:
             meta["epoch_rows"] = epoch_rows
         if selector is not None:
@@ -134,7 +141,7 @@ def train(config: JobConfig) -> TrainResult:
         value, scored_at = metric_value(report, metric), result.steps
         if selector.update(value, at):
             checkpoint.save_best(run_dir, dmp, {"at": at, "steps": result.steps, "metric": select.metric,
-                                                "value": value})
+                                                "value": value, "trained_with": trained_with})
         log.info("valid %s %.4f at %s (best %.4f at %s)", select.metric, value, at, selector.best, selector.best_at)
         if writer is not None:
             writer.add_scalar("valid/selection_metric", value, result.steps)
@@ -196,6 +203,10 @@ def train(config: JobConfig) -> TrainResult:
                     selector.stop):
                 break
     result.seconds = time.perf_counter() - start
+    if result.rows_trained == 0:
+        read = result.read[-1] if result.read else {}
+        raise DataError(f"no row of the train split was usable ({src.description}): read {read.get('rows_read', 0)}, "
+                        f"rejected {read.get('rejected_by_reason', {})}; fix the data or the spec")
     if selector is not None:
         best = checkpoint.best(run_dir)
         if best is None:
@@ -263,11 +274,12 @@ def summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     p = parser("pmx-train", __doc__.strip().splitlines()[0],
                reads="the Parquet logs at data.path (or data.train / data.test) through the feature spec "
                      "data.spec; the newest complete checkpoint under run_dir, to resume from",
-               writes="run_dir/checkpoints/epoch-N/ (and epoch-N-step-K/), run_dir/config.json, "
+               writes="run_dir/checkpoints/epoch-N/ (and epoch-N-step-K/), run_dir/{config,spec}.json, "
                       "run_dir/eval.{json,md,png} (and valid.*), run_dir/tensorboard/",
                epilog=__doc__)
     config = config_from(p.parse_args(argv))
@@ -282,4 +294,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

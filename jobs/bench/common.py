@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from pyramid_mixer.features.config_io import ConfigError
-from pyramid_mixer.jobs.cli import reads_writes, setup_logging
+from pyramid_mixer.jobs.cli import DEBUG_HELP, reads_writes, setup_logging
 
 
 def machine_facts() -> Dict[str, Any]:
@@ -57,6 +57,7 @@ def bench_main(argv: Optional[List[str]], prog: str, doc: str, packaged: str, ex
                    help=f"benchmark YAML (default: the packaged pyramid_mixer/jobs/configs/{packaged})")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help=f"override benchmark config values, e.g. --set {example}")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = p.parse_args(argv)
     setup_logging()
     try:

@@ -26,7 +26,7 @@ from pyramid_mixer.jobs.bench.common import bench_main
 from pyramid_mixer.jobs.bench.config import BenchConfig, load_bench_config
 from pyramid_mixer.jobs.bench.next_item_tables import write_results
 from pyramid_mixer.jobs.bench.quality import search_and_seeds
-from pyramid_mixer.jobs.cli import run_main
+from pyramid_mixer.jobs.cli import job_main
 from pyramid_mixer.jobs.config import load_config
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
     return write_results(bench, final, search, chosen, time.perf_counter() - start, command, negatives)
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     bench_main(argv, "pmx-bench-nextitem", __doc__, "bench_next_item.yaml", "seeds=[0] workers=1",
                "MovieLens-100k from a dataset's source directory or the recbole 1.2.1 wheel it fetches from PyPI; "
@@ -73,4 +74,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

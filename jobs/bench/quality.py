@@ -39,7 +39,7 @@ from pyramid_mixer.features.datasets.registry import convert, spec_path
 from pyramid_mixer.jobs.bench.common import bench_main
 from pyramid_mixer.jobs.bench.config import BenchConfig, BenchDataset, load_bench_config
 from pyramid_mixer.jobs.bench.quality_tables import write_results
-from pyramid_mixer.jobs.cli import run_main
+from pyramid_mixer.jobs.cli import job_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.next_item_eval import NextItemReport
 from pyramid_mixer.jobs.selection import parse_metric
@@ -128,6 +128,7 @@ def _write_dataset(ds: BenchDataset, job: Any, out: Path) -> None:
     if ds.kind == "planted":
         from pyramid_mixer.jobs.generate import run as generate
 
+        (out / "bench-stamp.json").unlink(missing_ok=True)  # ours; generate replaces only its own files
         s = generate(job)
         log.info("%s: generated %s rows, oracle click AUC %.4f", ds.name, f"{s.rows:,}", s.oracle_click_auc)
         return
@@ -308,6 +309,7 @@ def run_bench(bench: BenchConfig) -> Dict[str, Any]:
     return write_results(bench, final, search, chosen, time.perf_counter() - start)
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     bench_main(argv, "pmx-bench-quality", __doc__, "bench_quality.yaml", "seeds=[0] workers=1",
                "the planted logs it generates, and MovieLens-100k from a dataset's source directory or the "
@@ -317,4 +319,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

@@ -49,7 +49,7 @@ from pyramid_mixer.jobs.bench.speed_profile import profile_categories
 from pyramid_mixer.jobs.bench.speed_tables import write_results
 from pyramid_mixer.jobs.bench.tower_reference import former_code, reference_tower
 from pyramid_mixer.jobs.build import build
-from pyramid_mixer.jobs.cli import run_main
+from pyramid_mixer.jobs.cli import job_main
 from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.loops import PlainLoop
 from pyramid_mixer.ranking.towers import make_tower
@@ -279,6 +279,7 @@ def _run(cfg: SpeedConfig, cases: List[SpeedCase]):  # type: ignore[no-untyped-d
         yield from pool.imap(_measure, [(cfg, case) for case in cases])
 
 
+@job_main
 def main(argv: Optional[List[str]] = None) -> None:
     bench_main(argv, "pmx-bench-speed", __doc__, "bench_speed.yaml", "batch_size=256 repeats=5",
                "batches and a Parquet file it generates (nothing else)",
@@ -286,4 +287,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    main()

@@ -86,7 +86,8 @@ def test_eval_job_reloads_the_checkpoint_and_reproduces_the_metrics(
     before = json.loads((Path(config.run_dir) / "eval.json").read_text())
     overrides = SMALL + [f"data.path={config.data.path}", f"run_dir={config.run_dir}"]
     eval_main([arg for s in overrides for arg in ("--set", s)])
-    after = json.loads((Path(config.run_dir) / "eval.json").read_text())
+    assert json.loads((Path(config.run_dir) / "eval.json").read_text()) == before  # the run's report stays
+    after = json.loads((Path(config.run_dir) / "evals" / "epoch-1" / "eval.json").read_text())
     for a, b in zip(before["labels"], after["labels"]):
         assert a["auc"] == pytest.approx(b["auc"], abs=1e-9)
         assert a["uauc"] == pytest.approx(b["uauc"], abs=1e-9)
@@ -116,5 +117,5 @@ def test_eval_on_ids_never_seen_in_training(run: tuple[JobConfig, TrainResult], 
     eval_main([arg for s in overrides for arg in ("--set", s)])
     out = capsys.readouterr().out
     assert "rows read 300, used 300, rejected 0" in out
-    report = json.loads((Path(config.run_dir) / "eval.json").read_text())
-    assert all(0.0 < m["auc"] < 1.0 for m in report["labels"])
+    report = json.loads((Path(config.run_dir) / "evals" / "epoch-1" / "eval.json").read_text())
+    assert report["rows"]["rows_read"] == 300 and all(0.0 < m["auc"] < 1.0 for m in report["labels"])

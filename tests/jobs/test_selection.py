@@ -64,7 +64,7 @@ def test_the_best_valid_epoch_scores_the_test_split_once(logs: Path, tmp_path: P
     assert (valid.auc + valid.uauc) / 2 == pytest.approx(s["best"], abs=1e-12)
     assert json.loads((checkpoint.best(tmp_path / "run") / checkpoint.MANIFEST).read_text())["at"] == s["best_at"]
     eval_main(["--set", *TINY, f"data.path={logs}", f"run_dir={tmp_path / 'run'}"])
-    again = json.loads((tmp_path / "run" / "eval.json").read_text())["labels"][0]
+    again = json.loads((tmp_path / "run" / "evals" / "best" / "eval.json").read_text())["labels"][0]
     assert again["auc"] == pytest.approx(result.reports["eval"].metric("click").auc, abs=1e-12)
 
 
