@@ -111,6 +111,8 @@ def check(trained_with: Optional[Dict[str, Any]], current: Dict[str, Any], job: 
     ``trained_with`` (None: nothing recorded, nothing to compare); logs the harmless differences."""
     if trained_with is None:
         return
+    if "spec" not in trained_with:  # recorded before the spec was: compare the config alone
+        current = {k: v for k, v in current.items() if k != "spec"}
     diffs = differences(trained_with, current)
     bad = refused(diffs, job)
     if bad:

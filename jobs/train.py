@@ -77,7 +77,8 @@ def train(config: JobConfig) -> TrainResult:
     run_record.check(run_record.recorded(run_dir), trained_with, "resume", str(run_dir))
     srcs = sources(config.data, spec)  # before building: a wrong path fails in a second
     src = srcs["train"]
-    if count_rows(src) == 0:
+    train_rows = count_rows(src)
+    if train_rows == 0:
         raise DataError(f"the train split has no rows ({src.description}): nothing to train on; check data.path "
                         "and how much the split holds out (data.eval_days, data.user_test)")
     if env.is_main:
@@ -102,7 +103,7 @@ def train(config: JobConfig) -> TrainResult:
         log.info("resuming from %s (epoch %d, %d steps into it)", last, first_epoch, skip)
     inputs = next_item_inputs(srcs, spec) if config.model.task == "next_item" else None
     reader = src.reader(spec, built.layout, read_options(config, env, training=True, next_item=inputs))
-    total_batches = math.ceil(count_rows(src) / (config.train.batch_size * env.world_size))
+    total_batches = math.ceil(train_rows / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None
     if env.is_main:
         log.info("model: %s parameters; training on %s", f"{built.num_parameters:,}", src.description)

@@ -5,7 +5,7 @@ these names (the benchmarks add ``planted``, the synthetic logs of ``synthetic.p
 Example::
 
     >>> sorted(DATASETS)
-    ['beauty', 'kuairand', 'movielens', 'movielens-1m']
+    ['beauty', 'beauty-seq', 'kuairand', 'movielens', 'movielens-1m']
     >>> DATASETS["movielens"].spec, DATASETS["kuairand"].k_core
     ('movielens.yaml', False)
 """
@@ -21,6 +21,7 @@ from pyramid_mixer.features.datasets.conversion import ConvertSummary
 from pyramid_mixer.features.datasets.kuairand import convert_kuairand
 from pyramid_mixer.features.datasets.movielens import convert_movielens, fetch_recbole_ml100k
 from pyramid_mixer.features.datasets.movielens1m import convert_movielens1m
+from pyramid_mixer.features.datasets.sequences import convert_sequences
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec_path
 
@@ -52,6 +53,10 @@ def _beauty(source: Path, out: Path, max_history: int, k_core: int) -> ConvertSu
     return convert_amazon(source, out, category="Beauty", max_history=max_history, k_core=k_core)
 
 
+def _sequences(source: Path, out: Path, max_history: int, k_core: int) -> ConvertSummary:
+    return convert_sequences(source, out, max_history=max_history, k_core=k_core)
+
+
 def _kuairand(source: Path, out: Path, max_history: int, k_core: int) -> ConvertSummary:
     return convert_kuairand(source, out, max_history=max_history)
 
@@ -72,6 +77,9 @@ DATASETS: Dict[str, Dataset] = {d.name: d for d in (
             "the unzipped ml-1m directory (ratings.dat, movies.dat, users.dat)", "movielens1m.yaml", _movielens1m),
     Dataset("beauty", "Amazon Beauty (2014 5-core reviews and metadata)",
             "reviews_Beauty_5.json and meta_Beauty.json (or .json.gz)", "beauty.yaml", _beauty),
+    Dataset("beauty-seq", "Amazon Beauty as the next-item papers evaluate it (S3-Rec's sequences and attributes)",
+            "interactions.tsv (user_id, item_id, timestamp; each user's rows in sequence order) and "
+            "item_attributes.json", "beauty_seq.yaml", _sequences, k_core=False),
     Dataset("kuairand", "KuaiRand standard logs, in the default spec's schema",
             "the KuaiRand data directory (log_standard_*.csv, user_features*.csv, video_features_basic*.csv)",
             "douyin.yaml", _kuairand, k_core=False),

@@ -276,13 +276,17 @@ def test_a_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) 
         job(["--debug"])
 
 
-def test_the_jobs_print_one_line_for_a_user_error(tmp_path: Path) -> None:
-    run_dir_file = tmp_path / "a-file"
-    run_dir_file.write_text("")
+def test_the_jobs_print_one_line_for_a_user_error(tmp_path: Path, logs: Path) -> None:
     proc = cli("train", "--set", f"data.path={tmp_path / 'nothing'}", f"run_dir={tmp_path / 'run'}")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nothing'}: no Parquet files found (give " \
                                                    "a file, a directory or a glob)"
     assert "Traceback" not in proc.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    proc = cli("train", "--set", *TINY, f"data.path={logs}", f"run_dir={a_file}")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {a_file}: already exists, and is not the directory " \
+                                                   "the job needs: pick another path"
     proc = cli("plan", "--hbm-gb", "-1")
     assert proc.returncode == 2 and "--hbm-gb must be > 0" in proc.stderr
