@@ -10,13 +10,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pyramid_mixer.features.config_io import ConfigError, load_file
 from pyramid_mixer.features.datasets.registry import DATASETS
 from pyramid_mixer.jobs.selection import parse_metric
 
 DATASET_KINDS = ("planted",) + tuple(DATASETS)  # the synthetic logs, and every convertible dataset
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number published on exactly a dataset of the benchmark: shown beside the measured ones, never run.
+
+    Args:
+        model: the model as its source names it (with its loss where that matters).
+        protocol: ``full`` (every item, seen items masked) or ``sampled_uniform`` (the target among 99 unseen
+            items drawn uniformly): the report's protocol names.
+        metrics: metric name (``HR@10``, ``NDCG@10``, ...) -> value.
+        source: where the number is published.
+    """
+
+    model: str
+    protocol: str
+    metrics: Dict[str, float]
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("full", "sampled_uniform"):
+            raise ConfigError(f"published[{self.model}].protocol={self.protocol!r}: use full or sampled_uniform")
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,8 @@ class BenchDataset:
             More seeds where the differences to resolve are small against the seed-to-seed spread.
         search: the search candidates on this dataset, the same for every variant; empty: the benchmark's
             ``search``.
+        published: next-item benchmarks: numbers others published on exactly this data, shown beside the
+            measured ones (marked as published, with their protocol).
     """
 
     name: str
@@ -44,6 +68,7 @@ class BenchDataset:
     overrides: Tuple[str, ...] = ()
     seeds: Tuple[int, ...] = ()
     search: Tuple[Tuple[str, ...], ...] = ()
+    published: Tuple[Published, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in DATASET_KINDS:

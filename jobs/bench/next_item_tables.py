@@ -9,6 +9,7 @@ model, against the seed spread.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -17,6 +18,7 @@ from pyramid_mixer.jobs.bench.common import machine_facts, write_report
 from pyramid_mixer.jobs.bench.quality_tables import _mean_std, _pm
 
 HEADLINE = ("HR@10", "NDCG@10", "MRR@20")  # the paper's three metrics
+MORE = ("HR@1", "HR@5", "NDCG@5", "HR@20", "NDCG@20")  # shown where eval.ks gives them
 SAMPLED = ("sampled_uniform", "sampled_popularity")
 POP = "Pop"
 
@@ -93,15 +95,17 @@ def markdown(data: Dict[str, Any]) -> str:
     for ds, table in data["table"].items():
         f = data["facts"][ds]
         order = sorted(table, key=lambda v: -table[v]["metrics"]["full"]["NDCG@10"]["mean"])
+        more = [m for m in MORE if m in table[order[0]]["metrics"]["full"]]
         lines += [f"## {ds}: {f['users']} users, {f['items']} items, {f['train_rows']:,} training rows per run", "",
                   "Full ranking (every item; the user's seen items masked), test split, mean ± std over seeds:", "",
-                  "| model | " + " | ".join(HEADLINE) + " | HR@20 | NDCG@20 | train s | full-rank eval s | params |",
-                  "|---|" + "---:|" * (len(HEADLINE) + 5)]
+                  "| model | " + " | ".join(HEADLINE + tuple(more)) + " | train s | full-rank eval s | params |",
+                  "|---|" + "---:|" * (len(HEADLINE) + len(more) + 3)]
         for v in order:
             t = table[v]
-            extra = " | ".join(_pm(t["metrics"]["full"][m]) for m in ("HR@20", "NDCG@20"))
-            lines.append(_row(v, t, "full", HEADLINE)[:-1] + f"| {extra} | {t['train_seconds']:.0f} | "
-                         f"{t['score_seconds']:.2f} | {t['parameters']:,} |")
+            extra = " | ".join(_pm(t["metrics"]["full"][m]) for m in more)
+            lines.append(_row(v, t, "full", HEADLINE)[:-1] + (f"| {extra} " if extra else "")
+                         + f"| {t['train_seconds']:.0f} | {t['score_seconds']:.2f} | {t['parameters']:,} |")
+        lines += published_lines(data.get("published", {}).get(ds, []))
         lines += ["", f"Sampled protocols (the target among {data['sampled_negatives']} unseen items drawn uniformly "
                   "/ by training popularity):", "",
                   "| model | " + " | ".join(f"{m} uni" for m in HEADLINE) + " | " +
@@ -117,6 +121,21 @@ def markdown(data: Dict[str, Any]) -> str:
                          f"{x['margin']:+.4f} ({x['relative']:+.1%}), spread {x['spread']:.4f}")
         lines.append("")
     return "\n".join(lines)
+
+
+def published_lines(rows: List[Dict[str, Any]]) -> List[str]:
+    """The published numbers of a dataset, marked as such, with their protocol and source (none: nothing)."""
+    if not rows:
+        return []
+    names = [m for m in ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@20")
+             if any(m in r["metrics"] for r in rows)]
+    out = ["", "Published on exactly this data (not run here; their code, training and protocol):", "",
+           "| published model | protocol | " + " | ".join(names) + " | source |", "|---|---|" + "---:|" * len(names)
+           + "---|"]
+    for r in rows:
+        cells = " | ".join(f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "—" for m in names)
+        out.append(f"| {r['model']} | {r['protocol']} | {cells} | {r['source']} |")
+    return out
 
 
 def plot(data: Dict[str, Any], path: Path) -> None:
@@ -159,6 +178,8 @@ def write_results(bench: Any, final: List[Dict[str, Any]], search: List[Dict[str
         "facts": {ds: dataset_facts(final, ds) for ds in datasets},
         "table": table,
         "findings": {ds: findings(table[ds], bench.reference) for ds in datasets},
+        "published": {d.name: [dataclasses.asdict(p) for p in d.published] for d in bench.datasets
+                      if d.name in datasets and d.published},
         "chosen": {f"{d}/{v}": c for (d, v), c in chosen.items()},
         "search_trials": [{"dataset": r["dataset"], "variant": r["variant"], "candidate": r["candidate"],
                            "valid_ndcg10": r["splits"]["valid"]["metrics"]["full"]["NDCG@10"]} for r in search],

@@ -13,8 +13,9 @@ history tokens and the candidates' item embeddings from the same table the histo
   mode). A tower whose readout only exists as target attention (``din``) is refused.
 - ``NextItemTrain`` owns the loss (``NextItemConfig.loss``): ``softmax`` (cross-entropy over the whole
   catalogue, the sequential-recommendation papers' setting), ``sampled_softmax`` (the batch's targets plus
-  uniform negatives, with the log-Q correction ``logit - log q``) or ``bpr`` (``-log sigmoid(s_pos - s_neg)``
-  with one uniform negative per row).
+  uniform negatives, with the log-Q correction ``logit - log q``), ``bpr`` (``-log sigmoid(s_pos - s_neg)``
+  with one uniform negative per row) or ``bce`` (``-log sigmoid(s_pos) - log sigmoid(-s_neg)``, the same
+  negative: SASRec's, FMLP-Rec's and S3-Rec's loss).
 
 Example::
 
@@ -37,7 +38,7 @@ from pyramid_mixer.features.next_item import NextItemBatch
 from pyramid_mixer.features.spec import FeatureSpec
 from pyramid_mixer.ranking.encoder import HistoryEncoder
 
-LOSSES = ("softmax", "sampled_softmax", "bpr")
+LOSSES = ("softmax", "sampled_softmax", "bpr", "bce")
 # towers with no candidate-free readout
 NEEDS_CANDIDATE = ("din",)
 
@@ -47,8 +48,8 @@ class NextItemConfig:
     """How next-item mode trains (read when ``model.task: next_item``).
 
     Args:
-        loss: ``softmax`` (full catalogue), ``sampled_softmax`` (in-batch + uniform negatives, log-Q corrected)
-            or ``bpr`` (one uniform negative per row).
+        loss: ``softmax`` (full catalogue), ``sampled_softmax`` (in-batch + uniform negatives, log-Q corrected),
+            ``bpr`` or ``bce`` (one uniform negative per row: pairwise, or each scored alone).
         negatives: sampled_softmax: uniform negatives drawn per batch, besides the batch's own targets.
         user_factor: add the user's id embedding (the spec's sparse feature on the ``user_id`` column) to the
             user vector: BPR-MF (with ``tower_kind: none``) and FPMC (with ``tower_kind: last``).
@@ -67,7 +68,7 @@ class NextItemConfig:
     @property
     def batch_negatives(self) -> int:
         """Uniform negatives a training batch carries: 0 (the whole catalogue) unless the loss samples."""
-        return self.negatives if self.loss in ("sampled_softmax", "bpr") else 0
+        return self.negatives if self.loss in ("sampled_softmax", "bpr", "bce") else 0
 
 
 def user_feature(spec: FeatureSpec, dim: int) -> str:
@@ -133,10 +134,11 @@ class NextItemTrain(nn.Module):
         users, items = self.model(batch.sparse_features, batch.dense_features)
         scores = users @ items.t()  # B X N: one matmul for every user against every candidate
         w = batch.weights
-        if self.config.loss == "bpr":
+        if self.config.loss in ("bpr", "bce"):
             pos = scores.gather(1, batch.targets[:, None])[:, 0]
             neg = scores.gather(1, batch.row_negatives[:, None])[:, 0]
-            per_row = -nnf.logsigmoid(pos - neg)
+            per_row = (-nnf.logsigmoid(pos - neg) if self.config.loss == "bpr"
+                       else -nnf.logsigmoid(pos) - nnf.logsigmoid(-neg))
         else:
             logits = scores - batch.log_q[None, :] if self.config.loss == "sampled_softmax" else scores
             per_row = nnf.cross_entropy(logits, batch.targets, reduction="none")

@@ -29,9 +29,12 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bench-next-item")
     write_ratings(tmp / "raw", users=30, items=50, events=450, seed=4)
     packaged = bench_next_item.load_next_item_bench(None)
+    published = [{"model": "SASRec (CE loss)", "protocol": "full", "metrics": {"HR@10": 0.1008, "NDCG@10": 0.0611},
+                  "source": "a paper's log"}]
+    others = [{"name": d.name, "kind": d.kind, "config": d.config, "source": ""}
+              for d in packaged.datasets if d.kind != "movielens"]
     datasets = [{"name": "tiny", "kind": "movielens", "config": "next_item", "source": str(tmp / "raw"),
-                 "overrides": TINY}] + [{"name": d.name, "kind": d.kind, "config": d.config, "source": ""}
-                                        for d in packaged.datasets if d.kind != "movielens"]
+                 "overrides": TINY, "published": published}] + others
     bench = bench_next_item.load_next_item_bench(None, [
         f"out_dir={tmp / 'out'}", f"work_dir={tmp / 'work'}", "seeds=[0]", "workers=1",
         f"datasets={json.dumps(datasets)}", "search=[[train.dense_lr=0.003]]"])
@@ -59,6 +62,10 @@ def test_every_model_of_the_papers_table_is_reported(smoke: Dict[str, Any]) -> N
     assert saved["facts"]["tiny"]["train_rows"] == 450 - 60
     md = (Path(bench.out_dir) / "nextitem.md").read_text()
     assert "Command: `" in md and "| Pop |" in md and "Sampled protocols" in md
+    assert "| HR@10 | NDCG@10 | MRR@20 | HR@20 | NDCG@20 | train s |" in md  # eval.ks (10, 20): no HR@1 or HR@5
+    assert "Published on exactly this data (not run here" in md
+    assert "| SASRec (CE loss) | full | 0.1008 | 0.0611 | a paper's log |" in md
+    assert saved["published"]["tiny"][0]["metrics"] == {"HR@10": 0.1008, "NDCG@10": 0.0611}
     assert (Path(bench.out_dir) / "nextitem.png").stat().st_size > 0
 
 

@@ -91,6 +91,8 @@ def test_each_loss_is_its_formula_and_trains_the_candidates_rows():
     pos = scores[torch.arange(len(targets)), targets]
     neg = scores[torch.arange(len(targets)), sampled.row_negatives]
     torch.testing.assert_close(loss, -nnf.logsigmoid(pos - neg).mean())
+    loss, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig(loss="bce"))(sampled)
+    torch.testing.assert_close(loss, (-nnf.logsigmoid(pos) - nnf.logsigmoid(-neg)).mean())
     zero = dataclasses.replace(sampled, weights=torch.zeros_like(sampled.weights))
     assert float(NextItemTrain(model, NextItemConfig(loss="bpr"))(zero)[0].detach()) == 0.0  # filler rows weigh nothing
 
