@@ -50,10 +50,12 @@ def test_attributes_are_ranked_rarest_first_and_cut_to_the_slots(tmp_path: Path)
     assert slots[7].tolist() == [6, 2]  # a repeated attribute counts once
 
 
-def test_the_output_reads_under_its_packaged_spec(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", ["packaged", "item ids only"])
+def test_the_output_reads_under_its_specs(tmp_path: Path, spec: str) -> None:
     convert("beauty-seq", write_source(tmp_path / "src"), tmp_path / "out", max_history=50)
     layout = PyramidLayout(levels=(LevelSpec(0, 4, 1),))
-    reader = ParquetReader([tmp_path / "out"], load_spec(spec_path("beauty-seq")), layout, ReadOptions(4))
+    path = spec_path("beauty-seq") if spec == "packaged" else spec_path("beauty-seq").with_name("beauty_seq_items.yaml")
+    reader = ParquetReader([tmp_path / "out"], load_spec(path), layout, ReadOptions(4))
     assert sum(b.batch_size for b in reader) == 7 and reader.stats.rows_rejected == 0
 
 
