@@ -21,8 +21,8 @@ Output: one row per interaction, in the file's order (``request_id`` = row numbe
 
 Example::
 
-    >>> s = convert_sequences(Path("../shared/data/amazon-beauty"), Path("data/beauty-seq"))  # doctest: +SKIP
-    >>> s.rows, s.users, s.items                                                               # doctest: +SKIP
+    >>> s = convert_sequences(Path("data/amazon-beauty"), Path("data/beauty-seq"))  # doctest: +SKIP
+    >>> s.rows, s.users, s.items                                                    # doctest: +SKIP
     (198502, 22363, 12101)
 """
 
