@@ -36,7 +36,7 @@ from torch import nn
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.optim import Optimizer
 
-from pyramid_mixer.jobs.safe_checkpoint import CheckpointError, read_state
+from pyramid_mixer.jobs.safe_checkpoint import CheckpointError, failure_causes, read_state
 
 MANIFEST = "MANIFEST.json"
 BEST = "best"  # the model best-epoch selection chose (jobs.selection)
@@ -179,15 +179,17 @@ def read_manifest(path: Path) -> Dict[str, Any]:
     return json.loads((Path(path) / MANIFEST).read_text())
 
 
-def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) -> Dict[str, Any]:
+def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None,
+         manifest: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Loads model (and optimizer) state in place, resharding as needed; returns the manifest.
+    ``manifest``: the one ``read_manifest`` just returned (its files are not hashed again); None: read here.
 
     Raises:
         FileNotFoundError: the checkpoint does not match its manifest.
         CheckpointError: it holds more than plain data, or tensors that do not fit ``model`` (another spec or
             widths).
     """
-    manifest = read_manifest(path)
+    manifest = manifest if manifest is not None else read_manifest(path)
     state: Dict[str, Any] = {"model": model.state_dict()}
     if optimizer is not None:
         state["optim"] = optimizer.state_dict()
@@ -207,7 +209,6 @@ def load(path: Path, model: nn.Module, optimizer: Optional[Optimizer] = None) ->
 
 def _first_failure(e: CheckpointException) -> str:
     """The first rank's exception of a DCP failure, in one line."""
-    for failure in e.failures.values():
-        cause = failure[0] if isinstance(failure, tuple) else failure
+    for cause in failure_causes(e):
         return " ".join(str(cause).split())[:300] or type(cause).__name__
     return "no detail"

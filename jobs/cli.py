@@ -82,8 +82,7 @@ def describe(e: BaseException) -> str:
     if isinstance(e, OSError) and e.errno in _OS_ADVICE:
         where = e.filename if e.filename is not None else "a path the job writes"
         return f"{where}: {_OS_ADVICE[e.errno]}"
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def job_main(fn: Callable[[List[str]], Any]) -> Callable[[Optional[List[str]]], Any]:

@@ -228,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     trained_with = manifest.get("trained_with") or run_record.recorded(run_dir)
     run_record.check(trained_with, run_record.record(config, spec), "eval", f"checkpoint {path}")
     built = build(config, spec, env)
-    checkpoint.load(path, built.dmp)
+    checkpoint.load(path, built.dmp, manifest=manifest)
     out = Path(args.out) if args.out else run_dir / "evals" / Path(path).name
     report = evaluate(config, built.dmp, spec, env, split=args.split, out_dir=out)
     if env.is_main:

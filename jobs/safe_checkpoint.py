@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -113,8 +113,12 @@ def read_state(state: Dict[str, Any], path: Path) -> None:
     try:
         dcp.load(state, storage_reader=reader, planner=SafeLoadPlanner())
     except CheckpointException as e:  # DCP gathers each rank's exception: ours go out as they are
-        for failure in e.failures.values():
-            cause = failure[0] if isinstance(failure, tuple) else failure
+        for cause in failure_causes(e):
             if isinstance(cause, CheckpointError):
                 raise cause from None
         raise
+
+
+def failure_causes(e: CheckpointException) -> List[BaseException]:
+    """The exceptions of the ranks a DCP operation failed on (DCP keeps each with its traceback)."""
+    return [failure[0] if isinstance(failure, tuple) else failure for failure in e.failures.values()]
