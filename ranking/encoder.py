@@ -86,6 +86,8 @@ class HistoryEncoder(nn.Module):
     input_norm: layer-norm the tokens (over F X D) before the tower, and the candidate (over Ft X D) in
         ``candidate``; a padded token (all zeros) stays zero.
     tower_precision: ``"fp32"``, or ``"bf16"`` to run the tower under bf16 autocast (``run_tower``).
+    dropout: while training, the share of the tower's input values (the tokens' and the candidate's, after the
+        norm) zeroed, the rest scaled up to keep the mean; a padded token stays zero.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class HistoryEncoder(nn.Module):
         managed: Optional[ManagedIds] = None,
         input_norm: bool = True,
         tower_precision: str = "fp32",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if tower_precision not in TOWER_PRECISIONS:
@@ -107,6 +110,7 @@ class HistoryEncoder(nn.Module):
         self.sparse_arch = ebc
         self.keys = EmbeddingKeys.build(spec, layout)
         self.tower = tower
+        self.dropout = nn.Dropout(dropout)
 
     @property
     def out_dim(self) -> int:
@@ -126,7 +130,7 @@ class HistoryEncoder(nn.Module):
         target = target.view(B, len(self.keys.target), self.keys.dim)
         if self.input_norm:
             target = nnf.layer_norm(target, (len(self.keys.target), self.keys.dim), eps=_NORM_EPS)
-        return target
+        return self.dropout(target)
 
     def encode(self, kjt: KeyedJaggedTensor, tokens: torch.Tensor, target: torch.Tensor, B: int) -> torch.Tensor:
         """``B X out_dim``: the tower over the first ``B`` rows of ``kjt``, whose flat tokens ``embed`` returned,
@@ -137,4 +141,4 @@ class HistoryEncoder(nn.Module):
         if self.input_norm:
             tokens = nnf.layer_norm(tokens, (k.num_token_features, k.dim), eps=_NORM_EPS)
         mask = _token_mask(kjt, k.mask_first_key, k.num_slots, k.kjt_keys[k.mask_first_key])[:B]  # B X S
-        return run_tower(self.tower, tokens, mask, target, self.tower_precision)
+        return run_tower(self.tower, self.dropout(tokens), mask, target, self.tower_precision)

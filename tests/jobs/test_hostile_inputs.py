@@ -161,6 +161,7 @@ def test_training_on_no_rows_is_an_error(tmp_path: Path, logs: Path) -> None:
     ("train.sparse_lr=.inf", r"train.sparse_lr=inf: a learning rate must be a number >= 0"),
     ("eval.batch_size=0", r"eval.batch_size=0: must be >= 1"),
     ("data.valid_days=-1", r"data.valid_days=-1 >= 0"),
+    ("model.dropout=1", r"model.dropout=1.0: the share of input values zeroed, in \[0, 1\)"),
 ])
 def test_out_of_range_config_values_are_config_errors(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -46,11 +46,11 @@ def batch(tmp_path: Path):  # type: ignore[no-untyped-def]
     return next(iter(ParquetReader([tmp_path], default_spec(), LAYOUT, ReadOptions(batch_size=12))))
 
 
-def _model(tower: torch.nn.Module, input_norm: bool = True) -> RankingModel:
+def _model(tower: torch.nn.Module, input_norm: bool = True, dropout: float = 0.0) -> RankingModel:
     torch.manual_seed(0)
     spec = default_spec()
     ebc = embedding_bag_collection(spec, LAYOUT, device=torch.device("cpu"))
-    encoder = HistoryEncoder(ebc, spec, LAYOUT, tower, input_norm=input_norm)
+    encoder = HistoryEncoder(ebc, spec, LAYOUT, tower, input_norm=input_norm, dropout=dropout)
     return RankingModel(encoder, spec, OverArchConfig(hidden=(8,)))
 
 
@@ -87,6 +87,28 @@ def test_tower_reads_layer_normed_inputs_whatever_the_tables_scale(batch) -> Non
         model(batch.sparse_features, batch.dense_features)
     torch.testing.assert_close(spy.seen["tokens"], tokens, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(spy.seen["target"], target, atol=1e-4, rtol=1e-4)
+
+
+def test_dropout_zeroes_a_share_of_the_inputs_while_training_only(batch) -> None:  # type: ignore[no-untyped-def]
+    spy, plain_spy = Spy(), Spy()
+    model, plain = _model(spy, dropout=0.5), _model(plain_spy)
+    with torch.no_grad():
+        plain(batch.sparse_features, batch.dense_features)
+        model.eval()
+        model(batch.sparse_features, batch.dense_features)  # evaluation reads every value, unscaled
+        torch.testing.assert_close(spy.seen["tokens"], plain_spy.seen["tokens"])
+        torch.testing.assert_close(spy.seen["target"], plain_spy.seen["target"])
+        model.train()
+        model(batch.sparse_features, batch.dense_features)
+    tokens, full, mask = spy.seen["tokens"], plain_spy.seen["tokens"], spy.seen["mask"]
+    real = tokens[mask]
+    kept = real != 0
+    assert 0.4 < kept.float().mean().item() < 0.6  # about half of the real tokens' values
+    torch.testing.assert_close(real[kept], 2 * full[mask][kept])  # the rest scaled by 1 / (1 - 0.5)
+    assert tokens[~mask].eq(0).all()  # padding stays zero
+    target = spy.seen["target"]
+    assert 0.3 < (target != 0).float().mean().item() < 0.7
+    torch.testing.assert_close(target[target != 0], 2 * plain_spy.seen["target"][target != 0])
 
 
 def test_loss_is_the_label_weighted_sum_of_bce(batch) -> None:  # type: ignore[no-untyped-def]
