@@ -95,6 +95,10 @@ class BenchConfig:
     Args:
         out_dir: where ``quality.{json,md,png}`` go.
         work_dir: data, per-trial run directories and the trial cache (a rerun skips finished trials).
+        trial_cache: where the trial cache is instead (one small JSON per finished trial); empty:
+            ``work_dir/trials``. A folder in the repository carries a benchmark longer than one machine's
+            life across machines: commit it as trials finish, and a run elsewhere takes them as long as the
+            package's code is the same.
         seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own,
             unless ``seeds`` is overridden (see ``load_bench_config``).
         search: the search budget, the same for every variant: a list of candidates, each a list of
@@ -112,6 +116,7 @@ class BenchConfig:
 
     out_dir: str = "benchmarks/quality"
     work_dir: str = "runs/bench-quality"
+    trial_cache: str = ""
     seeds: Tuple[int, ...] = (0, 1, 2)
     search: Tuple[Tuple[str, ...], ...] = ((),)
     select: str = "click AUC"
@@ -121,6 +126,11 @@ class BenchConfig:
     datasets: Tuple[BenchDataset, ...] = ()
     variants: Tuple[BenchVariant, ...] = ()
     source: str = field(default="<defaults>", compare=False)
+
+    @property
+    def trials_dir(self) -> Path:
+        """The trial cache's folder: ``trial_cache``, or ``work_dir/trials``."""
+        return Path(self.trial_cache) if self.trial_cache else Path(self.work_dir) / "trials"
 
     def __post_init__(self) -> None:
         if not self.seeds or not self.search or not self.datasets or not self.variants:

@@ -234,7 +234,7 @@ def run_trials(bench: BenchConfig, trials: List[Trial], desc: str) -> List[Dict[
     """Runs (or takes from the cache) every trial; ``workers`` processes at a time. Trials that train the
     same model (``Trial.model``) run once; the others take its result under their own names, marked
     ``same_model_as``."""
-    cache = Path(bench.work_dir) / "trials"
+    cache = bench.trials_dir
     cache.mkdir(parents=True, exist_ok=True)
     done = {t.key: json.loads((cache / f"{t.key}.json").read_text()) for t in trials
             if (cache / f"{t.key}.json").is_file()}

@@ -3,7 +3,9 @@ choice on the valid split, the cache, and the report's arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List
@@ -98,6 +100,23 @@ def test_rerun_takes_finished_trials_from_the_cache(smoke: Dict[str, Any], monke
     monkeypatch.setattr(bench_quality, "run_trial", must_not_run)
     again = bench_quality.run_bench(smoke["bench"])
     assert again["tables"] == smoke["data"]["tables"]
+
+
+def test_a_trial_cache_moved_elsewhere_still_serves_the_finished_trials(
+        smoke: Dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_run(trial: Any) -> Dict[str, Any]:
+        raise AssertionError(f"{trial.key} ran again")
+
+    monkeypatch.setattr(bench_quality, "run_trial", must_not_run)
+    own = smoke["bench"].trials_dir
+    carried = tmp_path / "carried"
+    shutil.move(str(own), str(carried))  # as if committed and checked out on another machine
+    try:
+        again = bench_quality.run_bench(dataclasses.replace(smoke["bench"], trial_cache=str(carried)))
+        assert again["tables"] == smoke["data"]["tables"]
+        assert not own.exists()
+    finally:
+        shutil.move(str(carried), str(own))
 
 
 def test_trial_keys_change_with_the_code_and_the_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
