@@ -5,8 +5,10 @@ recent first) and, as the label, the item itself (the spec's first ``target`` fe
 see that item, so every ``target`` feature's bag is emptied in the user's rows. The items a batch's users are
 scored against (the *candidates*: the whole catalogue, or a sample of it) are appended to the same
 ``KeyedJaggedTensor`` as ``N`` more rows after the ``B`` user rows, each holding one item id in the item
-feature and nothing else. The item embeddings therefore come out of the same sharded table, through the same
-lookup (and its fused optimizer), as the history's items: there is no second copy of the table.
+feature and nothing else, or, with ``NextItemInputs.features``, the item's bags of the other candidate
+features too (its attributes: Beauty's categories and brand). The item embeddings therefore come out of the
+same sharded table, through the same lookup (and its fused optimizer), as the history's items: there is no
+second copy of the table.
 
 ``NextItemInputs`` says what a batch carries; ``NextItemBuilder`` builds ``NextItemBatch`` es from Arrow rows
 (the reader uses it when its ``ReadOptions.next_item`` is set).
@@ -34,7 +36,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +64,9 @@ class NextItemInputs:
         seen: give each row its history's catalogue positions (for full ranking's mask).
         seed: the negative draws of a batch come from ``(seed, the batch's first request id, its size)``:
             the same batch draws the same negatives, in a resumed run too.
+        features: the candidate rows' bags of the candidate features after the item id
+            (``catalogue_features``): per feature name, ``(lengths N, values)`` in catalogue order. None: the
+            candidate rows hold the item id alone.
     """
 
     catalogue: np.ndarray
@@ -69,6 +74,7 @@ class NextItemInputs:
     item_counts: Optional[np.ndarray] = field(default=None, compare=False)
     seen: bool = False
     seed: int = 0
+    features: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         c = self.catalogue
@@ -125,9 +131,50 @@ class NextItemBatch(RankingBatch):
         return mask
 
 
-def with_candidates(kjt: KeyedJaggedTensor, blank: Sequence[str], item_key: str, rows: np.ndarray) -> KeyedJaggedTensor:
+def take_bags(lengths: np.ndarray, values: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The bags ``index`` of a jagged ``(lengths, values)``, in that order."""
+    starts = np.cumsum(lengths) - lengths
+    out_lengths = lengths[index]
+    take = np.repeat(starts[index] - (np.cumsum(out_lengths) - out_lengths), out_lengths)
+    take += np.arange(take.size)
+    return out_lengths, values[take]
+
+
+def catalogue_features(table: pa.Table, spec: FeatureSpec, catalogue: np.ndarray
+                       ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Each catalogue item's bag of every candidate feature after the item id (``spec.target[1:]``), hashed
+    as the batches hash them, from the first row of ``table`` whose target it is; an item with no row there
+    gets empty bags. Returns ``(lengths N, values)`` per feature name (``NextItemInputs.features``)."""
+    item = spec.sparse_feature(spec.target[0])
+    rows = hash_ids(table.column(item.column).to_numpy().astype(np.int64), table_rows(spec.table(item.table)),
+                    item.hashing)
+    pos, found = NextItemInputs(catalogue).lookup(rows)
+    first = np.full(catalogue.size, -1, dtype=np.int64)
+    at = np.flatnonzero(found)[::-1]  # the last write wins: reversed, the first row of each item
+    first[pos[at]] = at
+    has = first >= 0
+    out: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    for name in spec.target[1:]:
+        f = spec.sparse_feature(name)
+        if f.multi_valued:
+            lengths, values = _flat_list(table.column(f.column))
+        else:
+            values = table.column(f.column).to_numpy().astype(np.int64)
+            lengths = np.ones(values.size, dtype=np.int64)
+        values = hash_ids(values, table_rows(spec.table(f.table)), f.hashing)
+        got_lengths, got_values = take_bags(lengths, values, first[has])
+        all_lengths = np.zeros(catalogue.size, dtype=np.int64)
+        all_lengths[has] = got_lengths
+        out[name] = (all_lengths, got_values)
+    return out
+
+
+def with_candidates(kjt: KeyedJaggedTensor, blank: Sequence[str], item_key: str, rows: np.ndarray,
+                    features: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None) -> KeyedJaggedTensor:
     """``kjt`` (``B`` rows) with the ``blank`` keys' bags emptied and ``len(rows)`` more rows appended: one
-    id of ``rows`` each in ``item_key``, nothing in any other key."""
+    id of ``rows`` each in ``item_key``, the bags of ``features`` (per key, ``(lengths, values)`` of the
+    ``len(rows)`` candidates) in theirs, nothing in any other key."""
+    features = features or {}
     keys = kjt.keys()
     B, K, N = kjt.stride(), len(keys), int(rows.size)
     lengths = kjt.lengths().view(K, B).numpy()
@@ -145,6 +192,9 @@ def with_candidates(kjt: KeyedJaggedTensor, blank: Sequence[str], item_key: str,
         if key == item_key:
             out_lengths[k, B:] = 1
             parts.append(rows.astype(np.int64, copy=False))
+        elif key in features:
+            out_lengths[k, B:] = features[key][0]
+            parts.append(features[key][1].astype(np.int64, copy=False))
     return KeyedJaggedTensor.from_lengths_sync(
         keys=keys, values=torch.from_numpy(np.concatenate(parts)), lengths=torch.from_numpy(out_lengths.reshape(-1))
     )
@@ -196,7 +246,10 @@ class NextItemBuilder(BatchBuilder):
             seen_lengths, seen_values = np.bincount(row[keep], minlength=B), seen[keep]
         else:
             seen_lengths, seen_values = np.zeros(B, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        kjt = with_candidates(base.sparse_features, self.spec.target, self.item.name, inputs.catalogue[candidates])
+        extra = None if inputs.features is None else {
+            name: take_bags(lengths, values, candidates) for name, (lengths, values) in inputs.features.items()}
+        kjt = with_candidates(base.sparse_features, self.spec.target, self.item.name, inputs.catalogue[candidates],
+                              extra)
         fields = {f: getattr(base, f) for f in base.__dataclass_fields__}
         fields["sparse_features"] = kjt
         return NextItemBatch(

@@ -42,7 +42,8 @@ def unsharded(config: JobConfig, spec: FeatureSpec) -> Union[RankingTrain, NextI
     managed = managed_ids(spec, layout, config.train.batch_size)
     encoder = HistoryEncoder(ebc, spec, layout, tower, managed, m.input_norm, m.tower_precision, m.dropout)
     if m.task == "next_item":
-        return NextItemTrain(NextItemModel(encoder, spec, m.next_item.user_factor), m.next_item)
+        return NextItemTrain(NextItemModel(encoder, spec, m.next_item.user_factor, m.next_item.item_features),
+                             m.next_item)
     return RankingTrain(RankingModel(encoder, spec, m.over_arch), tuple(label.weight for label in spec.labels),
                         m.group_loss)
 

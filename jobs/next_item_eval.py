@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from tqdm import tqdm
 
 from pyramid_mixer.embeddings.model_parallel import DistEnv
-from pyramid_mixer.features.next_item import NextItemInputs, item_rows
+from pyramid_mixer.features.next_item import NextItemInputs, catalogue_features, item_rows
 from pyramid_mixer.features.prefetch import prefetch
 from pyramid_mixer.features.reader import ParquetReader
 from pyramid_mixer.features.schema import DataError
@@ -50,14 +51,22 @@ PROTOCOLS = ("full", "sampled_uniform", "sampled_popularity", "pop_full", "pop_s
              "pop_sampled_popularity")
 
 
-def next_item_inputs(srcs: Dict[str, Source], spec: FeatureSpec) -> NextItemInputs:
-    """The catalogue (every item that is a target in any split) and the training-target counts per item."""
+def next_item_inputs(srcs: Dict[str, Source], spec: FeatureSpec, item_features: bool = False) -> NextItemInputs:
+    """The catalogue (every item that is a target in any split) and the training-target counts per item;
+    with ``item_features``, each item's bags of the other candidate features too (``catalogue_features``,
+    from its first row in train, then valid, then eval)."""
     rows = {name: item_rows(s.files().dataset(), spec, s.row_filter) for name, s in srcs.items()}  # each read once
     catalogue = np.unique(np.concatenate(list(rows.values())))
     if catalogue.size == 0:
         raise DataError(f"{srcs['train'].description}: no rows with a target item; next-item mode has nothing to rank")
     counts = np.bincount(np.searchsorted(catalogue, rows["train"]), minlength=catalogue.size).astype(np.float64)
-    return NextItemInputs(catalogue=catalogue, item_counts=counts)
+    features = None
+    if item_features:
+        columns = sorted({spec.sparse_feature(name).column for name in spec.target})
+        table = pa.concat_tables([s.files().dataset().to_table(columns=columns, filter=s.row_filter).drop_null()
+                                  for s in srcs.values()])
+        features = catalogue_features(table, spec, catalogue)
+    return NextItemInputs(catalogue=catalogue, item_counts=counts, features=features)
 
 
 @dataclass
@@ -125,7 +134,7 @@ def evaluate_next_item(config: JobConfig, dmp: DistributedModelParallel, spec: F
                        write_files: bool = True, out_dir: Optional[Path] = None) -> NextItemReport:
     """Scores ``split`` and writes ``{split}.{json,md}`` to ``out_dir`` (default ``run_dir``; nothing when
     ``write_files`` is False); returns the report on every rank."""
-    inputs = inputs if inputs is not None else next_item_inputs(srcs, spec)
+    inputs = inputs if inputs is not None else next_item_inputs(srcs, spec, config.model.next_item.item_features)
     options = dataclasses.replace(read_options(config, env, training=False),
                                   next_item=dataclasses.replace(inputs, negatives=0, seen=True))
     reader = srcs[split].reader(spec, config.model.effective_layout(), options)

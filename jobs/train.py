@@ -101,7 +101,8 @@ def train(config: JobConfig) -> TrainResult:
             if selector.stop:  # the run stopped early before: nothing more to train
                 first_epoch = config.train.epochs + 1
         log.info("resuming from %s (epoch %d, %d steps into it)", last, first_epoch, skip)
-    inputs = next_item_inputs(srcs, spec) if config.model.task == "next_item" else None
+    inputs = (next_item_inputs(srcs, spec, config.model.next_item.item_features)
+              if config.model.task == "next_item" else None)
     reader = src.reader(spec, built.layout, read_options(config, env, training=True, next_item=inputs))
     total_batches = math.ceil(train_rows / (config.train.batch_size * env.world_size))
     writer = SummaryWriter(str(run_dir / "tensorboard")) if env.is_main else None

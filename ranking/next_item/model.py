@@ -53,11 +53,15 @@ class NextItemConfig:
         negatives: sampled_softmax: uniform negatives drawn per batch, besides the batch's own targets.
         user_factor: add the user's id embedding (the spec's sparse feature on the ``user_id`` column) to the
             user vector: BPR-MF (with ``tower_kind: none``) and FPMC (with ``tower_kind: last``).
+        item_features: an item's vector is the sum of its candidate features' embeddings (``spec.target``: the
+            item id and, e.g., its categories and brand), not its id's alone, so an item seldom seen in
+            training borrows from the attributes it shares with others. The same for every tower kind.
     """
 
     loss: str = "softmax"
     negatives: int = 1000
     user_factor: bool = False
+    item_features: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -90,29 +94,41 @@ class NextItemModel(nn.Module):
     spec: the feature spec; the item table is ``spec.target[0]``'s.
     user_factor: add the user id's embedding (the sparse feature on ``spec.user_id``, a table as wide as the
         item table's) to the user vector.
+    item_features: an item's vector sums the embeddings of every candidate feature (``spec.target``), which
+        the candidate rows then carry (``NextItemInputs.features``); else the item id's alone.
 
     ``forward(kjt, dense)``: ``kjt`` has ``B + N`` rows, ``dense`` the ``B`` user rows' dense features (only
     its row count is read); returns ``(users B X D, items N X D)``.
     """
 
-    def __init__(self, encoder: HistoryEncoder, spec: FeatureSpec, user_factor: bool = False) -> None:
+    def __init__(self, encoder: HistoryEncoder, spec: FeatureSpec, user_factor: bool = False,
+                 item_features: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.item_key = spec.target[0]
+        self.item_keys = list(spec.target) if item_features else [self.item_key]
         self.num_target_features = len(spec.target)
         item_dim = spec.table(spec.sparse_feature(self.item_key).table).dim
+        for key in self.item_keys:
+            if spec.table(spec.sparse_feature(key).table).dim != item_dim:
+                raise ValueError(f"next_item.item_features sums the candidate features, and {key!r} is not as wide "
+                                 f"as the item table ({item_dim}); give its table dim {item_dim} in the spec")
         self.user_head = nn.Linear(self.encoder.out_dim, item_dim)
         self.user_key: Optional[str] = user_feature(spec, item_dim) if user_factor else None
 
     def forward(self, kjt: KeyedJaggedTensor, dense: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         B = dense.shape[0]
-        groups = [[self.item_key]] + ([[self.user_key]] if self.user_key is not None else [])
+        groups = [self.item_keys] + ([[self.user_key]] if self.user_key is not None else [])
         pooled = self.encoder.embed(kjt, groups)  # tokens, items, (users)
-        target = pooled[0].new_zeros(B, self.num_target_features, self.encoder.keys.dim)  # no candidate
+        dim = self.encoder.keys.dim
+        target = pooled[0].new_zeros(B, self.num_target_features, dim)  # no candidate
         users = self.user_head(self.encoder.encode(kjt, pooled[0], target, B))
         if self.user_key is not None:
             users = users + pooled[2][:B]
-        return users, pooled[1][B:]
+        items = pooled[1][B:]
+        if len(self.item_keys) > 1:
+            items = items.view(items.shape[0], len(self.item_keys), dim).sum(1)
+        return users, items
 
 
 class NextItemTrain(nn.Module):

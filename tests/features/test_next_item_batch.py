@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from pyramid_mixer.features.kjt_builder import BatchBuilder
-from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs, with_candidates
+from pyramid_mixer.features.next_item import (
+    NextItemBuilder,
+    NextItemInputs,
+    catalogue_features,
+    take_bags,
+    with_candidates,
+)
 from pyramid_mixer.features.schema import DataError
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
@@ -94,3 +100,34 @@ def test_with_candidates_keeps_the_other_keys_values_in_order():
             assert out[key].values().tolist() == kjt[key].values().tolist() + [11, 12]
         else:
             assert out[key].values().tolist() == kjt[key].values().tolist()
+
+
+def test_candidate_rows_carry_each_items_attributes_from_its_first_row():
+    spec, table = default_spec(), _table(seed=4)
+    items = table.column("item_id").to_numpy()
+    catalogue = np.union1d(_catalogue(table), [items.max() + 1])  # one item that is no row's target
+    features = catalogue_features(table, spec, catalogue)
+    assert set(features) == {"author", "category"}  # the candidate features after the item id
+    first = {}
+    for row in table.to_pylist():
+        first.setdefault(row["item_id"], row)
+    for name, column in (("author", "author_id"), ("category", "item_category")):
+        lengths, values = features[name]
+        assert lengths.tolist() == [int(i in first) for i in catalogue.tolist()]
+        assert values.tolist() == [first[i][column] for i in catalogue.tolist() if i in first]
+    inputs = NextItemInputs(catalogue, negatives=5, features=features, seed=2)
+    batch = NextItemBuilder(spec, LAYOUT, inputs).build(table)
+    B, kjt = table.num_rows, batch.sparse_features.to_dict()
+    candidates = catalogue[batch.candidates.numpy()].tolist()
+    author = kjt["author"]
+    assert int(author.lengths()[:B].sum()) == 0  # the users' own candidate stays hidden
+    assert author.lengths()[B:].tolist() == [int(i in first) for i in candidates]
+    assert author.values().tolist() == [first[i]["author_id"] for i in candidates if i in first]
+    assert kjt["item"].values().tolist() == candidates
+
+
+def test_take_bags_picks_jagged_bags_in_the_order_asked():
+    lengths, values = np.array([2, 0, 3, 1]), np.array([10, 11, 20, 21, 22, 30])
+    got_lengths, got_values = take_bags(lengths, values, np.array([3, 0, 1, 2, 0]))
+    assert got_lengths.tolist() == [1, 2, 0, 3, 2]
+    assert got_values.tolist() == [30, 10, 11, 20, 21, 22, 10, 11]

@@ -119,3 +119,18 @@ def test_pop_ranks_unseen_items_by_training_count(walk_run) -> None:  # type: ig
         mine = counts.get(r["item_id"], 0)
         ranks.append(1 + sum(1 for i in catalogue if i != r["item_id"] and i not in seen and counts.get(i, 0) >= mine))
     assert result.reports["eval"].metrics["pop_full"] == pytest.approx(topk_metrics(np.array(ranks), (10, 20)))
+
+
+def test_item_features_train_through_the_sharded_pipeline_and_eval_reads_them_too(walk_run, tmp_path: Path,
+                                                                                   capsys) -> None:  # type: ignore[no-untyped-def]
+    root, _, _ = walk_run
+    sets = TINY + [f"data.path={root / 'data'}", f"run_dir={tmp_path / 'run'}", "model.next_item.item_features=true",
+                   "model.next_item.loss=sampled_softmax", "model.next_item.negatives=8", "train.epochs=2"]
+    result = train(load_config(None, sets))
+    assert [r["rows_used"] for r in result.read] == [720] * 2
+    full = result.reports["eval"].metrics["full"]
+    eval_job.main(["--set", *sets])
+    assert f"HR@10 {full['HR@10']:.4f}" in capsys.readouterr().out  # pmx-eval builds the same item vectors
+    without = sets[:-4] + ["model.next_item.loss=sampled_softmax", "model.next_item.negatives=8",
+                           f"run_dir={tmp_path / 'ids-only'}", "train.epochs=2"]
+    assert train(load_config(None, without)).final_loss != result.final_loss  # the switch changes the computation

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as nnf
 
 from pyramid_mixer.embeddings.tables import embedding_bag_collection
-from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs
+from pyramid_mixer.features.next_item import NextItemBuilder, NextItemInputs, catalogue_features
 from pyramid_mixer.features.spec import default_spec
 from pyramid_mixer.features.tokens import LevelSpec, PyramidLayout
 from pyramid_mixer.ranking.encoder import HistoryEncoder
@@ -21,7 +21,7 @@ from tests.logs import SCHEMA, random_rows
 LAYOUT = PyramidLayout(levels=(LevelSpec(0, 4, 1), LevelSpec(4, 12, 4)))
 
 
-def _setup(user_factor=False, seed=0):
+def _setup(user_factor=False, seed=0, item_features=False):
     torch.manual_seed(seed)
     spec = dataclasses.replace(default_spec(), tables=tuple(
         dataclasses.replace(t, num_embeddings=min(t.num_embeddings, 2000)) for t in default_spec().tables))
@@ -29,7 +29,8 @@ def _setup(user_factor=False, seed=0):
     tower = PyramidMixer(PyramidMixerConfig(level_tokens=LAYOUT.level_tokens, num_features=spec.num_token_features,
                                             dim=16, num_target_features=len(spec.target), out_dim=8,
                                             target_aware=False))
-    model = NextItemModel(HistoryEncoder(ebc, spec, LAYOUT, tower), spec, user_factor=user_factor)
+    model = NextItemModel(HistoryEncoder(ebc, spec, LAYOUT, tower), spec, user_factor=user_factor,
+                          item_features=item_features)
     rows = random_rows(24, seed=seed, max_history=20)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     catalogue = np.unique(table.column("item_id").to_numpy())
@@ -49,6 +50,24 @@ def test_scores_are_dot_products_with_the_item_tables_rows():
     torch.testing.assert_close(items, weight[torch.from_numpy(catalogue)], rtol=0, atol=0)  # one table, no copy
     _, (_, scores, targets, _) = NextItemTrain(model, NextItemConfig())(b)
     torch.testing.assert_close(scores, users @ weight[torch.from_numpy(catalogue)].t())
+
+
+def test_with_item_features_an_items_vector_sums_its_candidate_features():
+    spec, model, table, catalogue = _setup(item_features=True)
+    inputs = NextItemInputs(catalogue, features=catalogue_features(table, spec, catalogue))
+    b = NextItemBuilder(spec, LAYOUT, inputs).build(table)
+    users, items = model(b.sparse_features, b.dense_features)
+    bags = model.encoder.sparse_arch.embedding_bags
+    first = {}
+    for row in table.to_pylist():
+        first.setdefault(row["item_id"], row)
+    want = torch.stack([bags["t_item"].weight[i] + bags["t_author"].weight[first[i]["author_id"]]
+                        + bags["t_category"].weight[first[i]["item_category"]] for i in catalogue.tolist()])
+    torch.testing.assert_close(items, want)
+    _, plain, _, _ = _setup()  # the same seed: the same tables and tower
+    _, ids_only = plain(_batch(spec, table, catalogue).sparse_features, b.dense_features)
+    assert not torch.allclose(items, ids_only)
+    torch.testing.assert_close(users, plain(b.sparse_features, b.dense_features)[0])  # the user side is the same
 
 
 def test_the_user_vector_sees_neither_its_item_nor_the_candidates():
