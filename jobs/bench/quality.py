@@ -15,6 +15,7 @@ so a rerun of an interrupted benchmark picks up where it stopped (delete ``work_
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import functools
@@ -44,6 +45,7 @@ from pyramid_mixer.jobs.config import JobConfig, load_config
 from pyramid_mixer.jobs.next_item_eval import NextItemReport
 from pyramid_mixer.jobs.selection import parse_metric
 from pyramid_mixer.ranking.towers import effective_tower_config
+from pyramid_mixer.ranking.towers.pyramid_mixer import PyramidMixer
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,26 @@ class Trial:
 
     @property
     def key(self) -> str:
-        """A file name: readable names, and a hash of everything the trial trains with (the code too)."""
-        text = json.dumps([self.config, self.overrides, code_fingerprint()], sort_keys=True)
+        """A file name: readable names, and a hash of everything the trial trains with (the code its tower
+        kind runs too, ``code_fingerprint``)."""
+        text = json.dumps([self.config, self.overrides, code_fingerprint(self.tower_kind)], sort_keys=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset}-{self.variant}").strip("_")
         return f"{name}-c{self.candidate}-s{self.seed}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+    @functools.cached_property
+    def job(self) -> JobConfig:
+        """The job config the trial trains with."""
+        return load_config(self.config, list(self.overrides))
+
+    @property
+    def tower_kind(self) -> str:
+        return self.job.model.tower_kind
 
     @functools.cached_property
     def model(self) -> str:
         """A hash of what the trial trains (``effective_config``): equal for two trials that train the same
         model on the same data, such as a search candidate whose width the trial's tower does not read."""
-        text = json.dumps([effective_config(load_config(self.config, list(self.overrides))), code_fingerprint()],
-                          sort_keys=True)
+        text = json.dumps([effective_config(self.job), code_fingerprint(self.tower_kind)], sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -89,18 +100,76 @@ def effective_config(config: JobConfig) -> Dict[str, Any]:
     return out
 
 
+TOWERS = "ranking/towers/"
+
+
 @functools.lru_cache(maxsize=None)
-def code_fingerprint() -> str:
+def code_fingerprint(tower_kind: Optional[str] = None) -> str:
     """A hash of the package's Python sources (the benchmarks' own, ``jobs/bench/``, aside), so that the trial
-    cache never serves a result trained by other code."""
+    cache never serves a result trained by other code. With ``tower_kind``, of ``ranking/towers/`` only the
+    registry (its ``__init__``) and the modules that kind's class imports there (``tower_sources``): a change
+    to one tower's code retrains that tower's trials, not the others'."""
+    towers = None if tower_kind is None else set(tower_sources(tower_kind))
     h = hashlib.sha1()
+    for relative, path in _package_sources():
+        if towers is None or not relative.startswith(TOWERS) or relative in towers:
+            h.update(relative.encode() + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _package_sources() -> List[Tuple[str, Path]]:
+    """Every Python source of the package (``jobs/bench/`` aside) as ``(features/..., path)``, sorted."""
+    out = []
     for package in ("features", "embeddings", "ranking", "jobs"):
         root = Path(importlib.import_module(f"pyramid_mixer.{package}").__file__).parent  # type: ignore[arg-type]
         for path in sorted(root.rglob("*.py")):
             relative = path.relative_to(root).as_posix()
             if not (package == "jobs" and relative.startswith("bench/")):
-                h.update(f"{package}/{relative}".encode() + path.read_bytes())
-    return h.hexdigest()[:12]
+                out.append((f"{package}/{relative}", path))
+    return out
+
+
+def tower_sources(tower_kind: str) -> List[str]:
+    """The ``ranking/towers/`` sources a tower kind runs: the registry (``__init__.py``) and what it imports
+    besides the tower classes' modules (``make_tower``'s helpers), the module of the kind's class, and every
+    module of ``ranking/towers/`` those import, directly or through each other, with their packages'
+    ``__init__.py`` (whose own imports are not followed: a package's imports are every tower's)."""
+    from pyramid_mixer.ranking import towers as registry
+
+    cls = PyramidMixer if tower_kind == "pyramid_mixer" else registry.BASELINES[tower_kind]
+    classes = {PyramidMixer.__module__} | {c.__module__ for c in registry.BASELINES.values()}
+    root = Path(registry.__file__).parent
+    prefix = registry.__name__
+    seen = {"__init__.py"}
+    todo = [cls.__module__] + [m for m in _tower_imports(root / "__init__.py", prefix) if m not in classes]
+    while todo:
+        module = todo.pop()
+        parts = module[len(prefix) + 1:].split(".") if module != prefix else []
+        relative = "/".join(parts)
+        if not parts or (root / relative).is_dir():  # a package: its __init__, not followed
+            seen.add(f"{relative}/__init__.py" if parts else "__init__.py")
+            continue
+        if f"{relative}.py" in seen or not (root / f"{relative}.py").is_file():
+            continue
+        seen.add(f"{relative}.py")
+        seen.update("/".join(parts[:d]) + "/__init__.py" for d in range(1, len(parts)))
+        todo.extend(_tower_imports(root / f"{relative}.py", prefix))
+    return sorted(TOWERS + s for s in seen)
+
+
+def _tower_imports(path: Path, prefix: str) -> List[str]:
+    """The modules under ``prefix`` that the source at ``path`` imports (``from package import module``
+    names the module too)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out.extend(n for n in names if n == prefix or n.startswith(prefix + "."))
+    return out
 
 
 def prepare_data(bench: BenchConfig, ds: BenchDataset) -> Tuple[str, ...]:

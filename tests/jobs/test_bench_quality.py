@@ -119,12 +119,28 @@ def test_a_trial_cache_moved_elsewhere_still_serves_the_finished_trials(
         shutil.move(str(carried), str(own))
 
 
+def test_a_trial_hashes_the_code_of_its_own_tower_kind_only() -> None:
+    pm, mixer, none = (set(bench_quality.tower_sources(k)) for k in ("pyramid_mixer", "mixer", "none"))
+    assert {"ranking/towers/pyramid_mixer.py", "ranking/towers/cross_period.py", "ranking/towers/readouts.py",
+            "ranking/towers/mixer_layer.py", "ranking/towers/__init__.py"} <= pm
+    assert not any(p.startswith("ranking/towers/baselines/") and not p.endswith(("__init__.py", "config.py"))
+                   for p in pm)
+    assert {"ranking/towers/baselines/mixers.py", "ranking/towers/mixer_layer.py",
+            "ranking/towers/init_streams.py"} <= mixer  # a shared layer counts for both; make_tower's streams for all
+    assert "ranking/towers/pyramid_mixer.py" not in mixer | none and "ranking/towers/init_streams.py" in none
+    assert "ranking/towers/baselines/mixers.py" not in none
+    prints = {k: bench_quality.code_fingerprint(k) for k in ("pyramid_mixer", "mixer", "none")}
+    assert len(set(prints.values()) | {bench_quality.code_fingerprint()}) == 4
+    trial = bench_quality.Trial("d", "v", 0, 0, None, ("model.tower_kind=none",), "")
+    assert trial.tower_kind == "none"
+
+
 def test_trial_keys_change_with_the_code_and_the_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    trial = bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("a=1",), "")
+    trial = bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("train.epochs=1",), "")
     key = trial.key
     assert key.startswith("planted--fusion_gate_sum-c0-s1-") and " " not in key
-    assert bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("a=2",), "").key != key
-    monkeypatch.setattr(bench_quality, "code_fingerprint", lambda: "other code")
+    assert bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("train.epochs=2",), "").key != key
+    monkeypatch.setattr(bench_quality, "code_fingerprint", lambda kind=None: "other code")
     assert trial.key != key
 
 
