@@ -177,7 +177,7 @@ class ModelConfig:
     tower_precision: str = field(default="fp32", metadata={"choices": TOWER_PRECISIONS})
     # while training, zero this share of the tower's input values (each history token's features and the
     # candidate's, after the norm) and scale the rest up; the same for every tower kind. The published
-    # sequential models use 0.5 on Amazon Beauty, where the item embeddings otherwise memorise in 2-3 epochs
+    # sequential models use 0.5 on Amazon Beauty; there 0.25 is a small lever (benchmarks/nextitem/beauty)
     dropout: float = 0.0
 
     def effective_layout(self) -> PyramidLayout:

@@ -97,8 +97,8 @@ class BenchConfig:
         work_dir: data, per-trial run directories and the trial cache (a rerun skips finished trials).
         trial_cache: where the trial cache is instead (one small JSON per finished trial); empty:
             ``work_dir/trials``. A folder in the repository carries a benchmark longer than one machine's
-            life across machines: commit it as trials finish, and a run elsewhere takes them as long as the
-            package's code is the same.
+            life across machines: commit it as trials finish, and a run elsewhere takes each trial whose
+            settings and code (the package, and its own tower kind's modules) are the same.
         seeds: training seeds; the first also runs the hyperparameter search. A dataset may name its own,
             unless ``seeds`` is overridden (see ``load_bench_config``).
         search: the search budget, the same for every variant: a list of candidates, each a list of

@@ -105,16 +105,30 @@ TOWERS = "ranking/towers/"
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint(tower_kind: Optional[str] = None) -> str:
-    """A hash of the package's Python sources (the benchmarks' own, ``jobs/bench/``, aside), so that the trial
-    cache never serves a result trained by other code. With ``tower_kind``, of ``ranking/towers/`` only the
-    registry (its ``__init__``) and the modules that kind's class imports there (``tower_sources``): a change
-    to one tower's code retrains that tower's trials, not the others'."""
+    """A hash of the package's Python code (the benchmarks' own, ``jobs/bench/``, aside; comments and
+    docstrings aside, ``_code_of``), so that the trial cache never serves a result trained by other code.
+    With ``tower_kind``, of ``ranking/towers/`` only the registry (its ``__init__``) and the modules that
+    kind's class imports there (``tower_sources``): a change to one tower's code retrains that tower's
+    trials, not the others'."""
     towers = None if tower_kind is None else set(tower_sources(tower_kind))
     h = hashlib.sha1()
     for relative, path in _package_sources():
         if towers is None or not relative.startswith(TOWERS) or relative in towers:
-            h.update(relative.encode() + path.read_bytes())
+            h.update(relative.encode() + _code_of(path))
     return h.hexdigest()[:12]
+
+
+def _code_of(path: Path) -> bytes:
+    """A source's syntax tree without its docstrings: editing a comment or a docstring changes no result,
+    so it keeps every cached trial."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 def _package_sources() -> List[Tuple[str, Path]]:

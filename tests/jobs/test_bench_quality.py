@@ -135,6 +135,14 @@ def test_a_trial_hashes_the_code_of_its_own_tower_kind_only() -> None:
     assert trial.tower_kind == "none"
 
 
+def test_the_code_hash_reads_code_not_comments_or_docstrings(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Module."""\nx = 1  # one\n\n\ndef f():\n    """Doc."""\n    return x\n')
+    b.write_text('"""Other words."""\n# a new comment\nx = 1\n\n\ndef f():\n    """Other doc."""\n    return x\n')
+    c.write_text('"""Module."""\nx = 2  # one\n\n\ndef f():\n    """Doc."""\n    return x\n')
+    assert bench_quality._code_of(a) == bench_quality._code_of(b) != bench_quality._code_of(c)
+
+
 def test_trial_keys_change_with_the_code_and_the_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     trial = bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("train.epochs=1",), "")
     key = trial.key
