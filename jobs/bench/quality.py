@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from pyramid_mixer.features.config_io import to_dict
 from pyramid_mixer.features.datasets.registry import convert, spec_path
+from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs.bench.common import bench_main
 from pyramid_mixer.jobs.bench.config import BenchConfig, BenchDataset, load_bench_config
 from pyramid_mixer.jobs.bench.quality_tables import write_results
@@ -64,9 +65,11 @@ class Trial:
 
     @property
     def key(self) -> str:
-        """A file name: readable names, and a hash of everything the trial trains with (the code its tower
-        kind runs too, ``code_fingerprint``)."""
-        text = json.dumps([self.config, self.overrides, code_fingerprint(self.tower_kind)], sort_keys=True)
+        """A file name: readable names, and a hash of everything the trial trains with: its overrides, the
+        job config and the feature spec they resolve to (``inputs``: an edited config file or spec is a new
+        trial, never a stale cached one) and the code its tower kind runs (``code_fingerprint``)."""
+        text = json.dumps([self.config, self.overrides, self.inputs, code_fingerprint(self.tower_kind)],
+                          sort_keys=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset}-{self.variant}").strip("_")
         return f"{name}-c{self.candidate}-s{self.seed}-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
@@ -74,6 +77,14 @@ class Trial:
     def job(self) -> JobConfig:
         """The job config the trial trains with."""
         return load_config(self.config, list(self.overrides))
+
+    @functools.cached_property
+    def inputs(self) -> str:
+        """A hash of the job config as resolved (``effective_config``) and of the feature spec it reads (not
+        where either was read from: an installed wheel and a checkout give the same hash)."""
+        spec = to_dict(resolve_spec(self.job.data.spec))
+        del spec["source"]
+        return hashlib.sha1(json.dumps([effective_config(self.job), spec], sort_keys=True).encode()).hexdigest()
 
     @property
     def tower_kind(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List
 import pytest
 
 from pyramid_mixer.features.config_io import ConfigError
+from pyramid_mixer.features.spec import default_spec_path
 from pyramid_mixer.jobs.bench import quality as bench_quality
 from pyramid_mixer.jobs.bench.config import load_bench_config
 from pyramid_mixer.jobs.bench.quality_tables import aggregate, findings
@@ -150,6 +151,23 @@ def test_trial_keys_change_with_the_code_and_the_overrides(monkeypatch: pytest.M
     assert bench_quality.Trial("planted", "-fusion gate (sum)", 0, 1, None, ("train.epochs=2",), "").key != key
     monkeypatch.setattr(bench_quality, "code_fingerprint", lambda kind=None: "other code")
     assert trial.key != key
+
+
+def test_trial_keys_change_with_the_spec_and_config_files_they_read(tmp_path: Path) -> None:
+    spec, config = tmp_path / "spec.yaml", tmp_path / "job.yaml"
+    spec.write_text(default_spec_path().with_name("movielens.yaml").read_text())
+    config.write_text(f"data: {{spec: {spec}}}\ntrain: {{epochs: 1}}\n")
+
+    def key() -> str:  # a new Trial each time: nothing cached between the edits
+        return bench_quality.Trial("d", "v", 0, 0, str(config), ("train.seed=0",), "").key
+
+    first = key()
+    assert key() == first
+    spec.write_text(spec.read_text().replace("dim: 16", "dim: 8"))
+    assert key() != first
+    second = key()
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2"))
+    assert key() not in (first, second)
 
 
 def fake(variant: str, candidate: int, seed: int, valid: float, test: float) -> Dict[str, Any]:
