@@ -9,7 +9,7 @@
 # finished trial is a small JSON there; commit them and a run on another machine, from the same commit,
 # takes them instead of training again. Log: runs/bench-nextitem-beauty.log.
 set -euo pipefail
-PINNED=2dd36cd048
+PINNED=df48737
 COMMIT=${1:-$PINNED}
 E=runs/bench-env-$COMMIT
 if [ ! -x "$E/env/bin/python" ]; then
