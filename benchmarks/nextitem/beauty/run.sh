@@ -2,7 +2,9 @@
 # Runs (or resumes) the Amazon Beauty next-item benchmark in the background, from a wheel of one pinned
 # commit installed apart from the working tree, so that editing the code while it runs changes nothing.
 #
-#   benchmarks/nextitem/beauty/run.sh [COMMIT]      # from the repository root; COMMIT: default PINNED below
+#   benchmarks/nextitem/beauty/run.sh [COMMIT [--set KEY=VALUE ...]]   # from the repository root
+#
+# COMMIT: default PINNED below; what follows it goes to the bench (e.g. --set workers=1 to keep a core free).
 #
 # Needs the data at data/amazon-beauty (interactions.tsv, item_attributes.json; a link is enough) and the
 # project's .venv (make install). The trial cache is benchmarks/nextitem/beauty/trials (bench.yaml): each
@@ -11,6 +13,7 @@
 set -euo pipefail
 PINNED=df48737
 COMMIT=${1:-$PINNED}
+shift $(( $# > 0 ? 1 : 0 ))
 E=runs/bench-env-$COMMIT
 if [ ! -x "$E/env/bin/python" ]; then
     rm -rf "$E" && mkdir -p "$E/source"
@@ -22,6 +25,6 @@ if [ ! -x "$E/env/bin/python" ]; then
         > "$("$E/env/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/deps.pth"
     .venv/bin/python -m pip --python "$E/env/bin/python" install --quiet --no-deps --no-index "$E"/dist/pyramid_mixer-*.whl
 fi
-nohup "$E/env/bin/python" -m pyramid_mixer.jobs.bench.next_item --config benchmarks/nextitem/beauty/bench.yaml \
+nohup "$E/env/bin/python" -m pyramid_mixer.jobs.bench.next_item --config benchmarks/nextitem/beauty/bench.yaml "$@" \
     > runs/bench-nextitem-beauty.log 2>&1 &
 echo "bench running from commit $COMMIT (pid $!); log: runs/bench-nextitem-beauty.log"
