@@ -92,10 +92,9 @@ class Trial:
 
     @functools.cached_property
     def model(self) -> str:
-        """A hash of what the trial trains (``effective_config``): equal for two trials that train the same
+        """A hash of what the trial trains (``inputs`` and the code): equal for two trials that train the same
         model on the same data, such as a search candidate whose width the trial's tower does not read."""
-        text = json.dumps([effective_config(self.job), code_fingerprint(self.tower_kind)], sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()
+        return hashlib.sha1(json.dumps([self.inputs, code_fingerprint(self.tower_kind)]).encode()).hexdigest()
 
 
 def effective_config(config: JobConfig) -> Dict[str, Any]:

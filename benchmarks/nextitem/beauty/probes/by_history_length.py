@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from pyramid_mixer.embeddings.model_parallel import init_distributed
+from pyramid_mixer.embeddings.model_parallel import DistEnv, init_distributed
 from pyramid_mixer.features.spec import resolve_spec
 from pyramid_mixer.jobs import checkpoint
 from pyramid_mixer.jobs.build import build
@@ -28,11 +28,9 @@ from pyramid_mixer.jobs.next_item_eval import next_item_inputs, rank_rows
 BUCKETS = [(1, 5), (5, 8), (8, 11), (11, 21), (21, 51), (51, 10_000)]  # behaviours before the target
 
 
-def full_ranks(run: Path, split: str) -> Dict[str, np.ndarray]:
+def full_ranks(run: Path, split: str, env: DistEnv) -> Dict[str, np.ndarray]:
     """Request ids, full-ranking ranks (1 = first) and history lengths of ``split``'s rows."""
     config = load_config(str(run / "config.json"), [f"run_dir={run}", "train.threads=1"])
-    torch.set_num_threads(1)
-    env = init_distributed()
     spec = resolve_spec(config.data.spec)
     built = build(config, spec, env)
     checkpoint.load(checkpoint.best(run), built.dmp)
@@ -55,7 +53,9 @@ def ndcg10(rank: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     split, runs = sys.argv[1], [Path(r) for r in sys.argv[2:]]
-    scored = [full_ranks(run, split) for run in runs]
+    torch.set_num_threads(1)
+    env = init_distributed()  # one process: every run scores in it
+    scored = [full_ranks(run, split, env) for run in runs]
     for s in scored[1:]:
         if not np.array_equal(s["request_id"], scored[0]["request_id"]):
             raise SystemExit("the runs scored different rows: they must share the data")
